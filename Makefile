@@ -1,0 +1,58 @@
+# The only place set-up lives. Every target creates what it needs on a fresh machine.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+TOOLS := .tools
+AZURITE := $(TOOLS)/node_modules/.bin/azurite-blob
+AZURITE_VERSION := 3.37.0
+PYTEST_ARGS ?=
+
+.PHONY: help install demo test lint bench bench-quick clean constraints
+
+help:
+	@echo "make demo   - set everything up and run every example DAG against the local sandbox, S3 (moto) and Azurite"
+	@echo "make test   - set everything up and run ruff, mypy and the whole test suite"
+	@echo "make bench  - benchmarks (make bench-quick for a fast look)"
+	@echo "make lint   - ruff + mypy"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade "pip>=24"
+
+# constraints.txt pins every transitive version so a fresh install resolves the same set each time.
+$(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[parquet,test]"
+	@touch $@
+
+$(AZURITE):
+	@command -v npm >/dev/null || { echo "npm (Node.js 18+) is needed for Azurite"; exit 1; }
+	mkdir -p $(TOOLS)
+	npm install --silent --no-audit --no-fund --prefix $(TOOLS) azurite@$(AZURITE_VERSION)
+
+install: $(VENV)/.installed $(AZURITE)
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check airflow_export_providers tests dags_examples bench
+	$(BIN)/mypy
+
+test: install lint
+	AZURITE_BLOB=$(abspath $(AZURITE)) $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+demo: install
+	AZURITE_BLOB=$(abspath $(AZURITE)) $(BIN)/python -m airflow_export_providers.demo
+
+bench: install
+	AZURITE_BLOB=$(abspath $(AZURITE)) $(BIN)/python bench/run.py
+
+bench-quick: install
+	AZURITE_BLOB=$(abspath $(AZURITE)) $(BIN)/python bench/run.py --quick
+
+# Regenerate the pins (maintainers only): fresh venv, resolve, freeze.
+constraints:
+	rm -rf /tmp/aep-constraints && $(PYTHON) -m venv /tmp/aep-constraints
+	/tmp/aep-constraints/bin/pip install --quiet ".[parquet,test]"
+	/tmp/aep-constraints/bin/pip freeze --exclude airflow-export-providers > constraints.txt
+
+clean:
+	rm -rf $(VENV) $(TOOLS) build *.egg-info

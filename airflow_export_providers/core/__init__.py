@@ -1,0 +1,1 @@
+"""The vendor-agnostic export engine: job model, HTTP, redaction, trigger, operator, landing."""

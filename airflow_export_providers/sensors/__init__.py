@@ -1,0 +1,1 @@
+"""Vendor modules; see the package README."""
