@@ -18,10 +18,14 @@ log = logging.getLogger(__name__)
 
 
 def import_hook(path: str) -> type:
+    """Import a hook class by path; only ExportHook subclasses are accepted."""
+    from airflow_export_providers.core.hook import ExportHook
+
     module, _, name = path.rpartition(".")
-    if not module.startswith("airflow_export_providers."):
-        raise ValueError(f"hook_class: {path!r} is not a hook of airflow_export_providers")
-    return getattr(importlib.import_module(module), name)  # type: ignore[no-any-return]
+    cls = getattr(importlib.import_module(module), name, None)
+    if not (isinstance(cls, type) and issubclass(cls, ExportHook)):
+        raise ValueError(f"hook_class: {path!r} is not an ExportHook subclass")
+    return cls
 
 
 class ExportJobTrigger(BaseTrigger):
