@@ -209,6 +209,26 @@ async def _generic_file(request: web.Request) -> web.StreamResponse:
     return await serve_bytes(request, state.files[name])
 
 
+async def _generic_submit(request: web.Request) -> web.Response:
+    """A minimal vendor-neutral job API, for engine tests that must not depend on one vendor."""
+    state: SandboxState = request.app["state"]
+    if request.headers.get("Authorization") != f"Bearer {state.secret('generic-token')}":
+        return web.json_response({"error": "unauthorized"}, status=401)
+    params = dict(await request.post()) if request.can_read_body else {}
+    job = state.new_job("generic", params)
+    return web.json_response({"id": job.job_id, "state": job.state()}, status=202)
+
+
+async def _generic_status(request: web.Request) -> web.Response:
+    state: SandboxState = request.app["state"]
+    if request.headers.get("Authorization") != f"Bearer {state.secret('generic-token')}":
+        return web.json_response({"error": "unauthorized"}, status=401)
+    job = state.jobs.get(request.match_info["job_id"])
+    if job is None:
+        return web.json_response({"error": "no such job"}, status=404)
+    return web.json_response({"id": job.job_id, "state": job.state(), "files": list(job.data.get("files", []))})
+
+
 async def _admin_stats(request: web.Request) -> web.Response:
     state: SandboxState = request.app["state"]
     return web.json_response({"submissions": dict(state.submissions), "jobs": len(state.jobs), "requests": len(state.requests)})
@@ -220,6 +240,8 @@ def build_app(state: SandboxState, vendors: tuple[str, ...] = VENDOR_MODULES) ->
     app.router.add_route("*", "/_sandbox/faults", _admin_faults)
     app.router.add_get("/_sandbox/stats", _admin_stats)
     app.router.add_get("/files/{name}", _generic_file)
+    app.router.add_post("/generic/jobs", _generic_submit)
+    app.router.add_get("/generic/jobs/{job_id}", _generic_status)
     for name in vendors:
         module = load_vendor(name)
         if module is not None:
