@@ -34,6 +34,10 @@ class TokenAuth(Auth):
     def token_request(self) -> Request:
         raise NotImplementedError
 
+    def describe_error(self, status: int, body: bytes) -> str:
+        """The token endpoint's refusal in clear words; vendors override to name their error codes."""
+        return " ".join(body.decode("utf-8", "replace").split())[:300]
+
     def parse_token(self, payload: Any) -> tuple[str, float]:
         if not isinstance(payload, dict) or not isinstance(payload.get("access_token"), str):
             raise VendorHTTPError(self.vendor, 200, "token answer has no access_token field")
@@ -59,7 +63,7 @@ class TokenAuth(Auth):
     def token(self) -> str:
         with self._lock:
             if not self._valid():
-                client = HttpClient(self.vendor, verify=self.verify)
+                client = HttpClient(self.vendor, verify=self.verify, describe_error=self.describe_error)
                 try:
                     self._store(*self.parse_token(client.json(self.token_request())))
                 finally:
@@ -72,7 +76,7 @@ class TokenAuth(Auth):
             self._alock = asyncio.Lock()
         async with self._alock:
             if not self._valid():
-                client = AsyncHttpClient(self.vendor, verify=self.verify)
+                client = AsyncHttpClient(self.vendor, verify=self.verify, describe_error=self.describe_error)
                 try:
                     self._store(*self.parse_token(await client.json(self.token_request())))
                 finally:
