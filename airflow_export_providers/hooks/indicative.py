@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import re
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -72,6 +73,12 @@ def split_s3_uri(uri: str) -> tuple[str, str]:
     if parts.scheme != "s3" or not bucket or not key:
         raise ExportInputError(f"filename: {uri!r} is not an s3://bucket/key URI")
     return bucket, key
+
+
+def segment_slug(name: Any) -> str:
+    """A file-name-safe form of a segment name ("Recent Registrants (EU)" -> "recent-registrants-eu")."""
+    slug = re.sub(r"[^a-z0-9]+", "-", str(name or "").lower()).strip("-")
+    return slug[:60].rstrip("-") or "segment"
 
 
 class IndicativeHook(ExportHook):
@@ -205,7 +212,7 @@ class IndicativeHook(ExportHook):
             filename = payload.get("filename")
             if not isinstance(filename, str) or not filename:
                 raise VendorHTTPError(self.vendor, 200, f"export {job_id}: status COMPLETE but no 'filename'")
-            job.files = [self._result_file(job_id, filename)]
+            job.files = [self._result_file(job_id, filename, segment)]
         elif state == JobState.FAILED:
             detail = next((str(payload[k]) for k in ("message", "error", "errorMessage") if payload.get(k)), "")
             job.message = f"Indicative reported the export of segment {segment.get('name') or segment.get('segmentId')!r} as FAILED" + (
@@ -213,9 +220,14 @@ class IndicativeHook(ExportHook):
             )
         return job
 
-    def _result_file(self, job_id: str, filename: str) -> ExportFile:
+    def _result_file(self, job_id: str, filename: str, segment: dict[str, Any]) -> ExportFile:
         parts = urlsplit(filename)
-        name = parts.path.rsplit("/", 1)[-1] or f"{job_id}.csv"
+        vendor_name = parts.path.rsplit("/", 1)[-1] or f"{job_id}.csv"
+        suffix = vendor_name.rsplit(".", 1)[-1].lower() if "." in vendor_name else None
+        # Landed as {prefix}/{name}: a name stable per segment makes a rerun replace, not add, a file
+        # (the vendor's own name is the exportId, new on every run).
+        seg_id = segment.get("segmentId")
+        name = f"{segment_slug(segment.get('name'))}-{str(seg_id)[:8]}.{suffix or 'csv'}" if seg_id else vendor_name
         if parts.scheme == "s3":
             split_s3_uri(filename)
             key, source = filename, "s3"  # an s3 URI carries no secret: keep it
@@ -223,10 +235,10 @@ class IndicativeHook(ExportHook):
             key, source = job_id, "https"  # a download URL may be presigned: resolved again at download time
         else:
             raise VendorHTTPError(self.vendor, 200, f"export {job_id}: 'filename' is neither s3:// nor https:// ({parts.scheme}://)")
-        fmt = name.rsplit(".", 1)[-1].lower() if "." in name else None
         return ExportFile(
             vendor=self.vendor, conn_id=self.conn_id, job_id=job_id, key=key, name=name,
-            row_format="csv" if fmt == "csv" else None, extra={"source": source},
+            row_format="csv" if suffix == "csv" else None,
+            extra={"source": source, "vendor_name": vendor_name, "segment_id": seg_id},
         )
 
     # ---- files ---------------------------------------------------------------------------------

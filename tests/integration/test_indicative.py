@@ -230,7 +230,8 @@ def test_operator_exports_by_name(indicative: Any) -> None:
     assert job.extra["segment_id"] == CHURN and job.extra["last_run"].endswith("Z")
     assert job.extra["output_format"] == "csv"
     [file] = job.files
-    assert file.key.startswith("s3://indicative-upload/") and file.name == f"{job.job_id}.csv"
+    assert file.key.startswith("s3://indicative-upload/") and file.key.endswith(f"/{job.job_id}.csv")
+    assert file.name == "churn-risk-5f3c2b1a.csv" and file.extra["vendor_name"] == f"{job.job_id}.csv"
     assert file.row_format == "csv"
     assert sb.access_token(indicative) not in json.dumps(result)
 
@@ -263,7 +264,7 @@ def test_wait_for_completion_false_then_sensor(indicative: Any) -> None:
     hook = sensor.get_hook()
     assert wait_final(hook, export_id).state == JobState.SUCCESS
     result = sensor.poke({})  # type: ignore[arg-type]
-    assert result and ExportJob.from_dict(result.xcom_value).files[0].name == f"{export_id}.csv"  # type: ignore[union-attr]
+    assert result and ExportJob.from_dict(result.xcom_value).files[0].name == "churn-risk-5f3c2b1a.csv"  # type: ignore[union-attr]
 
 
 def test_malformed_answers_name_the_field(indicative: Any) -> None:
@@ -356,3 +357,43 @@ def test_list_operator_filters_by_type(indicative: Any) -> None:
     assert len(IndicativeListSegmentsOperator(task_id="l").execute({})) == 6  # type: ignore[arg-type]
     with pytest.raises(ExportInputError, match="segment_type"):
         IndicativeListSegmentsOperator(task_id="l", segment_type="dynamic").execute({})  # type: ignore[arg-type]
+
+
+def test_trigger_polls_export_to_complete(indicative: Any) -> None:
+    """The deferred path: the engine's trigger reads the export with the async client until COMPLETE."""
+    import asyncio
+
+    from airflow_export_providers.core.trigger import ExportJobTrigger
+
+    export_id = fast_hook().submit(RECENT)
+    trigger = ExportJobTrigger(hook_class="airflow_export_providers.hooks.indicative.IndicativeHook",
+                               conn_id="indicative_default", job_id=export_id, poll_interval=0.1, deadline=time.time() + 30)
+    indicative.add_fault(path=EXPORT + export_id, method="GET", status=429, retry_after=0, times=1)
+
+    async def first_event() -> dict[str, Any]:
+        async for event in trigger.run():
+            return dict(event.payload)
+        raise AssertionError("no event")
+
+    event = asyncio.run(asyncio.wait_for(first_event(), 30))
+    assert event["status"] == "success"
+    job = ExportJob.from_dict(event["job"])
+    assert job.raw_state == "COMPLETE" and job.extra["segment_name"] == "Recent Registrants"
+    assert job.files[0].key.startswith("s3://") and job.hook_class and job.hook_class.endswith("IndicativeHook")
+
+
+def test_trigger_reports_403_as_error(indicative: Any) -> None:
+    import asyncio
+
+    from airflow_export_providers.core.trigger import ExportJobTrigger
+
+    export_id = fast_hook().submit(RECENT)
+    indicative.vendor_config("indicative")["export_api"] = False
+    trigger = ExportJobTrigger(hook_class="airflow_export_providers.hooks.indicative.IndicativeHook",
+                               conn_id="indicative_default", job_id=export_id, poll_interval=0.1, deadline=time.time() + 30)
+
+    async def events() -> list[dict[str, Any]]:
+        return [dict(e.payload) async for e in trigger.run()]
+
+    [event] = asyncio.run(asyncio.wait_for(events(), 30))
+    assert event["status"] == "error" and "Pro or Enterprise" in event["message"]
