@@ -1,0 +1,385 @@
+"""MX Snapshots against its sandbox over real HTTP: readiness, listing, resource filter, Avro, auth, purge."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+from airflow.sdk.exceptions import TaskDeferred
+
+from airflow_export_providers.core.errors import ExportInputError, ExportJobFailed, VendorAuthError, VendorHTTPError
+from airflow_export_providers.core.hook import iter_stream
+from airflow_export_providers.core.http import RetryPolicy
+from airflow_export_providers.core.job import ExportJob, JobState
+from airflow_export_providers.core.trigger import ExportJobTrigger
+from airflow_export_providers.hooks.mx import MX_DELETE_ORDER, MX_LOAD_ORDER, MX_RESOURCES, MxSnapshotsHook
+from airflow_export_providers.operators.mx import MxSnapshotOperator
+from airflow_export_providers.sandbox import mx as sb
+from airflow_export_providers.sensors.mx import MxSnapshotSensor
+from tests.conftest import set_connection
+from tests.support.mx import make_snapshot, mx_conn, new_guid, read_avro_gz
+from tests.support.secrets import register
+
+LISTING = "/snapshots/{guid}/files"
+
+
+@pytest.fixture
+def mx(sandbox: Any, sandbox_state: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The default MX connection pointed at the sandbox (md-api-key style)."""
+    register("mx-api-key", sandbox_state.secret("mx-api-key"))
+    set_connection(monkeypatch, "mx_snapshots_default", mx_conn(sandbox))
+    return sandbox_state
+
+
+def hook(conn_id: str | None = None) -> MxSnapshotsHook:
+    return MxSnapshotsHook(conn_id, retry_policy=RetryPolicy(max_attempts=3, backoff_base=0.05, backoff_max=0.1))
+
+
+def download(h: MxSnapshotsHook, file: Any) -> bytes:
+    stream = h.open_file(file)
+    try:
+        return b"".join(iter_stream(stream))
+    finally:
+        stream.close()
+
+
+def listing_calls(state: Any, guid: str, since: int = 0) -> list[dict[str, Any]]:
+    return [r for r in state.requests[since:] if r["path"] == LISTING.format(guid=guid)]
+
+
+def run_trigger(trigger: ExportJobTrigger) -> dict[str, Any]:
+    async def first() -> dict[str, Any]:
+        async for event in trigger.run():
+            return dict(event.payload)
+        raise AssertionError("trigger ended without an event")
+
+    return asyncio.run(asyncio.wait_for(first(), 30))
+
+
+# ---- readiness -------------------------------------------------------------------------------
+
+
+def test_not_ready_is_pending_404_and_empty_list(mx: Any) -> None:
+    h = hook()
+    by_404 = make_snapshot(mx, ready_after=3600)
+    job = h.get_job(by_404.guid)
+    assert (job.state, job.raw_state, job.files) == (JobState.PENDING, "not_ready", [])
+    empty = make_snapshot(mx, ready_after=3600, not_ready="empty")
+    since = len(mx.requests)
+    job = h.get_job(empty.guid)
+    assert (job.state, job.raw_state, job.files) == (JobState.PENDING, "not_ready", [])
+    assert listing_calls(mx, empty.guid, since), "the empty listing was really read"
+
+
+def test_trigger_waits_deferred_until_the_snapshot_lists_its_files(mx: Any) -> None:
+    snap = make_snapshot(mx, ready_after=1.0)
+    since = len(mx.requests)
+    sensor = MxSnapshotSensor(task_id="wait", snapshot_guid=snap.guid, deferrable=True, poke_interval=0.2, timeout=60)
+    with pytest.raises(TaskDeferred) as deferred:
+        sensor.execute({})  # type: ignore[arg-type]
+    trigger = deferred.value.trigger
+    assert isinstance(trigger, ExportJobTrigger) and trigger.mode == "ready" and trigger.job_id == snap.guid
+    classpath, kwargs = trigger.serialize()
+    event = run_trigger(ExportJobTrigger(**kwargs))  # rebuilt from primitives, as the triggerer does
+    assert event["status"] == "success"
+    result = sensor.execute_complete({}, event)  # type: ignore[arg-type]
+    job = ExportJob.from_dict(result)
+    assert job.state == JobState.SUCCESS and job.job_id == snap.guid
+    assert {f.resource for f in job.files} == set(MX_RESOURCES)
+    assert len(job.files) == len(snap.files)
+    statuses = [r for r in listing_calls(mx, snap.guid, since)]
+    assert len(statuses) >= 3, "one check before deferring, at least one 404 in the trigger, then the listing"
+
+
+def test_operator_polls_until_ready_then_returns_the_files(mx: Any) -> None:
+    snap = make_snapshot(mx, ready_after=0.6)
+    op = MxSnapshotOperator(task_id="files", snapshot_guid=snap.guid, deferrable=False, poll_interval=0.2)
+    job = ExportJob.from_dict(op.execute({}))  # type: ignore[arg-type]
+    assert job.state == JobState.SUCCESS and len(job.files) == len(snap.files)
+    assert len(listing_calls(mx, snap.guid)) >= 2
+
+
+# ---- purge -------------------------------------------------------------------------------------
+
+
+def test_purged_snapshot_fails_the_sensor_with_a_clear_message(mx: Any) -> None:
+    snap = make_snapshot(mx, purged=True)
+    job = hook().get_job(snap.guid)
+    assert job.state == JobState.FAILED and job.raw_state == "purged"
+    sensor = MxSnapshotSensor(task_id="wait", snapshot_guid=snap.guid, deferrable=True, poke_interval=0.2)
+    with pytest.raises(ExportJobFailed, match=r"purged: MX deletes snapshot files 30 days after generation"):
+        sensor.execute({})  # type: ignore[arg-type]
+    op = MxSnapshotOperator(task_id="files", snapshot_guid=snap.guid, deferrable=False, poll_interval=0.2, max_resubmits=3)
+    with pytest.raises(ExportJobFailed, match="purged"):
+        op.execute({})  # type: ignore[arg-type]
+
+
+def test_snapshot_purged_while_deferred_ends_the_wait(mx: Any) -> None:
+    snap = make_snapshot(mx, ready_after=3600)
+    sensor = MxSnapshotSensor(task_id="wait", snapshot_guid=snap.guid, deferrable=True, poke_interval=0.2, timeout=60)
+    with pytest.raises(TaskDeferred) as deferred:
+        sensor.execute({})  # type: ignore[arg-type]
+    snap.purged = True
+    event = run_trigger(deferred.value.trigger)
+    assert event["status"] == "failed" and "purged" in event["message"]
+    with pytest.raises(ExportJobFailed, match="purged"):
+        sensor.execute_complete({}, event)  # type: ignore[arg-type]
+
+
+def test_generation_time_older_than_30_days_counts_as_purged(mx: Any) -> None:
+    old = (datetime.now(timezone.utc) - timedelta(days=31)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    job = hook().get_job(make_snapshot(mx, generated_at=old).guid)
+    assert job.state == JobState.FAILED and job.raw_state == "purged"
+    assert "30 days after generation" in (job.message or "") and old[:10] in (job.message or "")
+    recent = (datetime.now(timezone.utc) - timedelta(days=29)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert hook().get_job(make_snapshot(mx, generated_at=recent).guid).state == JobState.SUCCESS
+
+
+def test_download_after_purge_says_purged(mx: Any) -> None:
+    snap = make_snapshot(mx)
+    h = hook()
+    job = h.get_job(snap.guid)
+    snap.purged = True
+    with pytest.raises(VendorHTTPError, match="purged") as err:
+        h.open_file(job.files[0])
+    assert err.value.status == 410
+
+
+# ---- resources ---------------------------------------------------------------------------------
+
+
+def test_operator_keeps_the_requested_resources_in_load_order(mx: Any) -> None:
+    snap = make_snapshot(mx)
+    op = MxSnapshotOperator(task_id="f", snapshot_guid=snap.guid, resources=["transactions", "accounts"], deferrable=False)
+    job = ExportJob.from_dict(op.execute({}))  # type: ignore[arg-type]
+    assert [f.resource for f in job.files] == ["accounts"] * 2 + ["transactions"] * 3
+    assert job.extra["resources"] == ["accounts", "transactions"]
+    assert all(f.name.startswith(f"{f.resource}/") for f in job.files)
+    # A comma-separated string (a rendered DAG param) works too; deletes take the reverse order.
+    op = MxSnapshotOperator(task_id="g", snapshot_guid=snap.guid, resources="users, members,accounts",
+                            order=MX_DELETE_ORDER, deferrable=False)
+    job = ExportJob.from_dict(op.execute({}))  # type: ignore[arg-type]
+    assert [f.resource for f in job.files] == ["accounts", "accounts", "members", "users"]
+    # Default: every resource, users first.
+    job = ExportJob.from_dict(MxSnapshotOperator(task_id="h", snapshot_guid=snap.guid, deferrable=False).execute({}))  # type: ignore[arg-type]
+    seen = list(dict.fromkeys(f.resource for f in job.files))
+    assert seen == list(MX_LOAD_ORDER)
+
+
+def test_unknown_resource_fails_listing_the_valid_ones(mx: Any) -> None:
+    since = len(mx.requests)
+    op = MxSnapshotOperator(task_id="f", snapshot_guid=new_guid(), resources=["accounts", "holdings"], deferrable=False)
+    with pytest.raises(ExportInputError) as err:
+        op.execute({})  # type: ignore[arg-type]
+    assert "'holdings'" in str(err.value)
+    for name in MX_RESOURCES:
+        assert name in str(err.value)
+    assert len(mx.requests) == since, "bad input is refused before any call to MX"
+    with pytest.raises(ExportInputError, match="snapshot_guid"):
+        MxSnapshotOperator(task_id="g", snapshot_guid="  ", deferrable=False).execute({})  # type: ignore[arg-type]
+
+
+def test_requested_resource_missing_from_the_snapshot(mx: Any) -> None:
+    layout = {k: v for k, v in sb.DEFAULT_LAYOUT.items() if k != "goals"}
+    snap = make_snapshot(mx, layout=layout)
+    op = MxSnapshotOperator(task_id="f", snapshot_guid=snap.guid, resources=["goals", "users"], deferrable=False)
+    with pytest.raises(ExportJobFailed, match=r"no file for goals; it contains: accounts, devices"):
+        op.execute({})  # type: ignore[arg-type]
+    op = MxSnapshotOperator(task_id="g", snapshot_guid=snap.guid, resources=["goals", "users"], allow_missing=True, deferrable=False)
+    job = ExportJob.from_dict(op.execute({}))  # type: ignore[arg-type]
+    assert [f.resource for f in job.files] == ["users"]
+
+
+# ---- files: Avro, checksums, locations -----------------------------------------------------------
+
+
+def test_every_resource_decodes_as_avro_with_listed_size_rows_and_md5(mx: Any) -> None:
+    snap = make_snapshot(mx)
+    h = hook()
+    job = h.get_job(snap.guid)
+    source = {f.name: f for f in snap.files}
+    totals: dict[str, int] = {}
+    for file in job.files:
+        data = download(h, file)
+        truth = source[file.extra["file_name"]]
+        assert data == truth.data
+        assert (file.size, file.checksum_algorithm, file.row_format, file.compression) == (len(data), "md5", "avro", "gzip")
+        assert file.checksum == hashlib.md5(data).hexdigest()
+        schema, records = read_avro_gz(data)
+        assert len(records) == file.rows
+        assert records == truth.records
+        assert [f["name"] for f in schema["fields"]] == [f["name"] for f in truth.schema["fields"]]
+        totals[file.resource] = totals.get(file.resource, 0) + len(records)
+    assert set(totals) == set(MX_RESOURCES) and all(n > 0 for n in totals.values())
+
+    by_resource = {r: [f for f in job.files if f.resource == r] for r in MX_RESOURCES}
+    accounts = [rec for f in by_resource["accounts"] for rec in read_avro_gz(download(h, f))[1]]
+    for field in ("guid", "user_guid", "member_guid", "name", "type", "balance", "currency_code", "created_at"):
+        assert field in accounts[0]
+    txn = read_avro_gz(download(h, by_resource["transactions"][0]))[1][0]
+    for field in ("guid", "account_guid", "amount", "date", "description", "category", "status", "type"):
+        assert field in txn
+    assert {a["guid"] for a in accounts} >= {t["account_guid"] for f in by_resource["transactions"] for t in read_avro_gz(download(h, f))[1]}
+
+
+def test_header_only_and_evolved_schema_files(mx: Any) -> None:
+    snap = make_snapshot(mx)
+    h = hook()
+    job = h.get_job(snap.guid)
+    empty = [f for f in job.files if f.rows == 0]
+    assert [f.resource for f in empty] == ["notification_profiles"]
+    schema, records = read_avro_gz(download(h, empty[0]))
+    assert records == [] and [f["name"] for f in schema["fields"]][:2] == ["guid", "user_guid"]
+    txn_files = [f for f in job.files if f.resource == "transactions"]
+    schemas = [read_avro_gz(download(h, f)) for f in txn_files]
+    names = [{fld["name"] for fld in s["fields"]} for s, _ in schemas]
+    assert names[-1] - names[0] == {sb.EVOLVED_FIELD_NAME}
+    assert all(sb.EVOLVED_FIELD_NAME in rec for rec in schemas[-1][1])
+    assert all(sb.EVOLVED_FIELD_NAME not in rec for rec in schemas[0][1])
+
+
+@pytest.mark.parametrize("url_style", ["relative", "none", "signed"])
+def test_listing_urls_absolute_relative_names_only_or_signed(mx: Any, url_style: str) -> None:
+    snap = make_snapshot(mx, url_style=url_style)
+    register("mx-link-token", mx.secret("mx-link-token"))
+    h = hook()
+    job = h.get_job(snap.guid)
+    assert {f.extra["locate_by"] for f in job.files} == {"relative": {"url"}, "none": {"name"}, "signed": {"relist"}}[url_style]
+    assert mx.secret("mx-link-token") not in json.dumps(job.to_dict()), "a signed link must never reach XCom"
+    file = job.files[-1]
+    assert hashlib.md5(download(h, file)).hexdigest() == file.checksum
+
+
+def test_credentials_never_go_to_another_origin(mx: Any) -> None:
+    snap = make_snapshot(mx, url_style="other_origin")
+    h = hook()
+    file = h.get_job(snap.guid).files[0]
+    assert file.key.startswith("http://localhost:")
+    assert h.file_request(file).auth is False
+    since = len(mx.requests)
+    with pytest.raises(VendorAuthError):
+        h.open_file(file)
+    sent = [r["headers"] for r in mx.requests[since:] if r["path"].endswith(file.extra["file_name"])]
+    assert sent and all("MD-API-KEY" not in hdrs and "Authorization" not in hdrs for hdrs in sent)
+
+
+def test_range_resume_after_reset(mx: Any) -> None:
+    snap = make_snapshot(mx)
+    h = hook()
+    file = max(h.get_job(snap.guid).files, key=lambda f: f.size or 0)
+    stream = h.open_file(file, offset=100)
+    try:
+        assert stream.offset == 100 and stream.total == file.size
+        assert b"".join(iter_stream(stream)) == next(f.data for f in snap.files if f.name == file.extra["file_name"])[100:]
+    finally:
+        stream.close()
+
+
+# ---- auth --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("style", ["md-api-key", "basic"])
+def test_both_auth_styles_with_the_mx_media_types(mx: Any, sandbox: Any, monkeypatch: pytest.MonkeyPatch, style: str) -> None:
+    set_connection(monkeypatch, "mx_style", mx_conn(sandbox, auth_style=style))
+    snap = make_snapshot(mx)
+    h = hook("mx_style")
+    since = len(mx.requests)
+    job = h.get_job(snap.guid)
+    data = download(h, job.files[0])
+    assert hashlib.md5(data).hexdigest() == job.files[0].checksum
+    listing, fetch = mx.requests[since], mx.requests[-1]
+    assert listing["headers"]["Accept"] == "application/vnd.mx.logs.v1+json"
+    assert fetch["headers"]["Accept"] == "application/vnd.mx.logs.v1+avro"
+    for seen in (listing["headers"], fetch["headers"]):
+        if style == "basic":
+            assert seen["Authorization"].startswith("Basic ") and "MD-API-KEY" not in seen
+        else:
+            assert seen["MD-API-KEY"] == mx.secret("mx-api-key") and "Authorization" not in seen
+    assert h.test_connection() == (True, f"MX accepted the credentials ({style}) at {sandbox.url}")
+
+
+@pytest.mark.parametrize("style", ["md-api-key", "basic"])
+def test_wrong_key_is_a_clear_401_without_the_key(mx: Any, sandbox: Any, monkeypatch: pytest.MonkeyPatch, style: str) -> None:
+    wrong = register(f"mx-wrong-key-{style}", f"wrong-{new_guid()}-key")
+    conn = {**mx_conn(sandbox, auth_style=style), "password": wrong}
+    set_connection(monkeypatch, "mx_wrong", conn)
+    with pytest.raises(VendorAuthError) as err:
+        hook("mx_wrong").get_job(make_snapshot(mx).guid)
+    assert err.value.status == 401 and "rejected the credentials" in str(err.value)
+    assert wrong not in str(err.value)
+    ok, message = hook("mx_wrong").test_connection()
+    assert not ok and "401" in message and wrong not in message
+
+
+def test_bad_connection_settings_are_named(mx: Any, sandbox: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    set_connection(monkeypatch, "mx_bad", mx_conn(sandbox, auth_style="oauth"))
+    with pytest.raises(ExportInputError, match=r"auth_style.*md-api-key, basic"):
+        hook("mx_bad").get_job("CSS-1")
+    set_connection(monkeypatch, "mx_bad", mx_conn(sandbox, list_path="/snapshots/files"))
+    with pytest.raises(ExportInputError, match=r"list_path.*\{guid\}"):
+        hook("mx_bad").get_job("CSS-1")
+    set_connection(monkeypatch, "mx_bad", {**mx_conn(sandbox), "host": "http://mx.example.com"})
+    with pytest.raises(ExportInputError, match="https"):
+        hook("mx_bad").get_job("CSS-1")
+
+
+def test_custom_path_templates_from_extras(mx: Any, sandbox: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A proxy in front of MX may move the paths: the templates come from the extras.
+    snap = make_snapshot(mx, url_style="none")
+    set_connection(monkeypatch, "mx_paths", mx_conn(sandbox, list_path="snapshots/{guid}/files",
+                                                   download_path="/snapshots/{guid}/files/{name}"))
+    h = hook("mx_paths")
+    job = h.get_job(snap.guid)
+    assert hashlib.md5(download(h, job.files[0])).hexdigest() == job.files[0].checksum
+    set_connection(monkeypatch, "mx_paths", mx_conn(sandbox, list_path="/v2/snapshots/{guid}/files"))
+    assert hook("mx_paths").get_job(snap.guid).state == JobState.PENDING, "a 404 on another path means not ready"
+
+
+# ---- malformed answers (parse only) -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        ({"files": [{"name": "a.avro.gz", "file_size": "big"}]}, "files[0].file_size"),
+        ({"files": [{"name": "a.avro.gz", "number_of_records": -1}]}, "files[0].number_of_records"),
+        ({"files": [{"file_size": 3}]}, "neither 'url' nor 'name'"),
+        ({"files": "x"}, "'files' should be a list"),
+        ({"snapshot": {}}, "no 'files' field"),
+        ("nope", "expected a JSON object or list"),
+        ({"files": [{"name": "a", "resource_type": "users"}, {"name": "a", "resource_type": "users"}]}, "same file name twice"),
+    ],
+)
+def test_malformed_listing_is_one_clear_error(payload: Any, field: str) -> None:
+    with pytest.raises(VendorHTTPError) as err:
+        MxSnapshotsHook("mx_unused").parse_job("CSS-1", payload)
+    assert field in str(err.value)
+
+
+def test_listing_shapes_bare_urls_and_resource_names() -> None:
+    job = MxSnapshotsHook("mx_unused").parse_job("CSS-1", [
+        "https://logs.moneydesktop.com/snapshots/CSS-1/files/x_1.avro.gz",
+        {"url": "/snapshots/CSS-1/files/np.avro.gz", "resource_type": "Notification Profile", "checksum": "A" * 64},
+    ])
+    assert job.state == JobState.SUCCESS
+    assert [f.name for f in job.files] == ["notification_profiles/np.avro.gz", "x_1.avro.gz"]
+    assert job.files[0].checksum_algorithm == "sha256" and job.files[0].checksum == "a" * 64
+
+
+def test_sandbox_snapshot_clock_is_per_guid(mx: Any) -> None:
+    """Any GUID starts its own clock on first sight, with the configured ready time."""
+    cfg = mx.vendor_config("mx")
+    saved = dict(cfg)
+    cfg["ready_after"] = 3600
+    try:
+        guid = new_guid()
+        assert hook().get_job(guid).state == JobState.PENDING
+        assert sb.get_snapshot(mx, guid).state(time.time() + 3601) == "ready"
+    finally:
+        cfg.clear()
+        cfg.update(saved)
