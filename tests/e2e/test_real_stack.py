@@ -70,3 +70,26 @@ def test_trigger_runs_in_the_triggerer_and_survives_its_restart(stack: AirflowSt
 
 def _polled(state: Any) -> bool:
     return any(r["path"].startswith("/generic/jobs/") and r["method"] == "GET" for r in state.requests)
+
+
+CONN_TYPES = {
+    "mx_snapshots": ("Client ID", "API key"),
+    "pond": ("Client ID", "Client secret"),
+    "indicative": ("API key", "Access token"),
+    "leanplum": ("App ID", "Data export key (clientKey)"),
+    "azure_mobile_engagement": ("Client ID", "Client secret"),
+}
+
+
+def test_connection_forms_reach_the_ui(stack: AirflowStack) -> None:
+    """What the UI's Add Connection form is built from: our five types, relabelled, with extra fields."""
+    import requests
+
+    base = stack.api.rsplit("/api/v2", 1)[0]
+    meta = {m["connection_type"]: m for m in requests.get(f"{base}/ui/connections/hook_meta", timeout=30).json()}
+    for conn_type, (login_label, password_label) in CONN_TYPES.items():
+        assert conn_type in meta, f"{conn_type} missing from the connection form"
+        behaviour = meta[conn_type]["standard_fields"]
+        assert behaviour["login"]["title"] == login_label
+        assert behaviour["password"]["title"] == password_label
+        assert meta[conn_type]["extra_fields"], f"{conn_type} has no extra fields"
