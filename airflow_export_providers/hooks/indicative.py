@@ -75,6 +75,24 @@ def split_s3_uri(uri: str) -> tuple[str, str]:
     return bucket, key
 
 
+class _S3Body:
+    """A boto3 StreamingBody whose broken reads surface as ConnectionError, which the landing resumes with Range."""
+
+    def __init__(self, body: Any) -> None:
+        self.body = body
+
+    def read(self, n: int) -> bytes:
+        from botocore.exceptions import IncompleteReadError, ReadTimeoutError, ResponseStreamingError
+
+        try:
+            return bytes(self.body.read(n))
+        except (ResponseStreamingError, IncompleteReadError, ReadTimeoutError) as exc:
+            raise ConnectionError(f"S3 body read failed: {type(exc).__name__}") from None
+
+    def close(self) -> None:
+        self.body.close()
+
+
 def segment_slug(name: Any) -> str:
     """A file-name-safe form of a segment name ("Recent Registrants (EU)" -> "recent-registrants-eu")."""
     slug = re.sub(r"[^a-z0-9]+", "-", str(name or "").lower()).strip("-")
@@ -288,14 +306,14 @@ class IndicativeHook(ExportHook):
             if code == "InvalidRange" and offset:
                 raise ExportError(f"{file.name}: resume at byte {offset} is past the end of the object") from None
             raise ExportError(f"{file.name}: S3 GET of {redact_url(file.key)} failed: {code or status}") from None
-        body = obj["Body"]
+        body = _S3Body(obj["Body"])
         start, total = 0, obj.get("ContentLength")
         content_range = str(obj.get("ContentRange") or "")
         if content_range:
             start = offset
             tail = content_range.rsplit("/", 1)[-1]
             total = int(tail) if tail.isdigit() else None
-        return SourceStream(body, offset=start, total=total, close=body.close)
+        return SourceStream(body, offset=start, total=total, close=body.close)  # type: ignore[arg-type]
 
     def s3_client(self) -> Any:
         """A boto3 S3 client built from the AWS connection (endpoint, region, credentials)."""
