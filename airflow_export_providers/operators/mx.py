@@ -8,6 +8,7 @@ fails on a purged one. ``complete`` keeps the requested resources, in MX's load 
 
 from __future__ import annotations
 
+import ast
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -33,8 +34,13 @@ def parse_resources(value: Any) -> list[str]:
     """Resources from a list or a comma-separated string (a rendered DAG param); empty = all."""
     if value is None or value == "" or value == []:
         return list(MX_LOAD_ORDER)
+    if isinstance(value, str) and value.strip().startswith("["):
+        try:  # a list param rendered as text, e.g. "['users', 'accounts']"
+            value = ast.literal_eval(value.strip())
+        except (ValueError, SyntaxError):
+            raise ExportInputError(f"resources: could not read {value!r} as a list of resource names") from None
     if isinstance(value, str):
-        items: list[Any] = [v for v in value.replace(";", ",").split(",")]
+        items: list[Any] = value.replace(";", ",").split(",")
     elif isinstance(value, Sequence):
         items = list(value)
     else:

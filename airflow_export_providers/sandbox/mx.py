@@ -273,6 +273,7 @@ class Snapshot:
     not_ready: str = "404"  # "404" or "empty": how a snapshot being generated answers
     url_style: str = "absolute"  # absolute | relative | none (names only) | signed | other_origin
     bad_checksum: str | None = None  # a file name whose listed checksum is wrong
+    clock_on_first_request: bool = False  # start the ready_after clock when the listing is first read
     files: list[SnapshotFile] = field(default_factory=list)
 
     def state(self, now: float | None = None) -> str:
@@ -359,6 +360,8 @@ def _snapshot_for(request: web.Request) -> Snapshot | web.Response:
     if not _GUID_RE.match(guid):
         return _error(404, "Not Found")
     snap = get_snapshot(state, guid)
+    if snap.clock_on_first_request:
+        snap.clock_on_first_request, snap.created = False, time.time()
     status = snap.state()
     if status == "purged":
         return _error(410, f"Gone: snapshot {guid} was purged 30 days after generation")
