@@ -1,0 +1,711 @@
+"""Land one export file in object storage: stream, measure, verify, then commit — bounded memory.
+
+The pipeline for one file, pulled from the consuming end so that nothing holds more than one part:
+
+    ResumableReader (hook.open_file + Range resumes)
+      -> _Tap (size, checksum, progress; raw bytes to the upload when landing as-is)
+        -> _Inflate (gzip, streaming zlib) when the source is gzip and something needs plain bytes
+          -> line counter (csv/jsonl rows) | Avro block counter | Avro converter | decompressed upload
+
+Writers stage the bytes where no reader can see them (S3 multipart parts, Azure uncommitted blocks)
+and make the object appear atomically under its final key only after verification passed; any
+failure aborts what was staged. Why not ``S3Hook.load_file_obj`` / ``HttpToS3Operator``: they read or
+spool whole bodies and publish before anyone could compare sizes, rows or checksums.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import http.client
+import logging
+import math
+import socket
+import time
+import zlib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+import urllib3.exceptions
+
+from airflow_export_providers.core import avro
+from airflow_export_providers.core.errors import (
+    ExportError,
+    ExportInputError,
+    TransientHTTPError,
+    VerificationError,
+)
+from airflow_export_providers.core.hook import ExportHook, SourceStream
+from airflow_export_providers.core.job import ExportFile
+from airflow_export_providers.core.redact import redact_text
+
+log = logging.getLogger(__name__)
+
+MiB = 1 << 20
+CHUNK = 1 * MiB
+CONVERT_FORMATS = avro.FORMATS
+S3_MIN_PART = 5 * MiB  # S3's own minimum for every part but the last
+S3_DEFAULT_PART = 8 * MiB
+S3_MAX_PARTS = 10_000
+S3_MAX_OBJECT = 5 * (1 << 40)
+AZURE_DEFAULT_BLOCK = 8 * MiB
+AZURE_MAX_BLOCKS = 50_000
+AZURE_MAX_BLOCK = 4000 * MiB
+PROGRESS_INTERVAL = 30.0
+CHECKSUM_ALGORITHMS = ("md5", "sha1", "sha256")
+
+# What a dropped connection looks like while reading a streamed body.
+RESUMABLE_ERRORS: tuple[type[BaseException], ...] = (
+    urllib3.exceptions.ProtocolError,
+    urllib3.exceptions.ReadTimeoutError,
+    urllib3.exceptions.IncompleteRead,
+    http.client.IncompleteRead,
+    requests.exceptions.ConnectionError,
+    requests.exceptions.ChunkedEncodingError,
+    requests.exceptions.Timeout,
+    ConnectionError,
+    socket.timeout,
+)
+
+
+# ---- reading --------------------------------------------------------------------------------
+class ResumableReader:
+    """The source bytes of one file; a dropped connection resumes with Range from the last good byte.
+
+    If the server ignores Range (answers 200 from byte 0) the bytes already seen are skipped; a link
+    that expired meanwhile is re-signed by ``hook.open_file``. At most ``max_resumes`` resumes.
+    """
+
+    def __init__(self, hook: ExportHook, file: ExportFile, *, max_resumes: int = 5, backoff: float = 0.5) -> None:
+        self.hook = hook
+        self.file = file
+        self.max_resumes = max_resumes
+        self.backoff = backoff
+        self.pos = 0
+        self.resumes = 0
+        self.stream: SourceStream = hook.open_file(file, offset=0)
+        self.total: int | None = self.stream.total if self.stream.total is not None else file.size
+
+    def read(self, n: int = CHUNK) -> bytes:
+        if n is None or n < 0:
+            n = CHUNK
+        while True:
+            try:
+                data = self.stream.read(n)
+            except RESUMABLE_ERRORS as exc:
+                self._resume(f"{type(exc).__name__}: {redact_text(exc)}")
+                continue
+            if not data and self.total is not None and self.pos < self.total:
+                self._resume(f"body ended at byte {self.pos} of {self.total}")
+                continue
+            self.pos += len(data)
+            return data
+
+    def _resume(self, why: str) -> None:
+        while True:
+            self.resumes += 1
+            if self.resumes > self.max_resumes:
+                raise TransientHTTPError(
+                    f"{self.hook.vendor}: download of {self.file.name} broke {self.resumes} times, last at byte {self.pos}: {why}"
+                )
+            log.warning("%s: download of %s interrupted at byte %d (%s); resuming (%d/%d)",
+                        self.hook.vendor, self.file.name, self.pos, why, self.resumes, self.max_resumes)
+            try:
+                self.stream.close()
+            except Exception:  # the connection is already broken
+                pass
+            time.sleep(min(self.backoff * self.resumes, 10.0))
+            try:
+                self.stream = self.hook.open_file(self.file, offset=self.pos)
+                if self.stream.offset == self.pos:
+                    return
+                if self.stream.offset != 0:
+                    raise ExportError(f"{self.hook.vendor}: asked for {self.file.name} from byte {self.pos}, got byte {self.stream.offset}")
+                log.info("%s: the server ignored Range for %s; skipping %d bytes already landed", self.hook.vendor, self.file.name, self.pos)
+                self._skip(self.pos)
+                return
+            except RESUMABLE_ERRORS as exc:
+                why = f"{type(exc).__name__}: {redact_text(exc)}"
+
+    def _skip(self, count: int) -> None:
+        left = count
+        while left:
+            data = self.stream.read(min(CHUNK, left))
+            if not data:
+                raise http.client.IncompleteRead(b"", left)
+            left -= len(data)
+
+    def close(self) -> None:
+        try:
+            self.stream.close()
+        except Exception:
+            pass
+
+
+class _Progress:
+    """A log line at least every ``interval`` seconds: bytes so far, rate, ETA."""
+
+    def __init__(self, name: str, total: int | None, interval: float = PROGRESS_INTERVAL) -> None:
+        self.name = name
+        self.total = total
+        self.interval = interval
+        self.start = time.monotonic()
+        self.last = self.start
+
+    def update(self, done: int) -> None:
+        now = time.monotonic()
+        if now - self.last < self.interval:
+            return
+        self.last = now
+        elapsed = max(now - self.start, 1e-6)
+        rate = done / elapsed
+        if self.total:
+            eta = (self.total - done) / rate if rate > 0 else float("inf")
+            log.info("%s: %s of %s (%.0f%%), %s/s, ETA %s", self.name, _human(done), _human(self.total),
+                     100.0 * done / self.total, _human(rate), _duration(eta))
+        else:
+            log.info("%s: %s so far, %s/s", self.name, _human(done), _human(rate))
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def _duration(seconds: float) -> str:
+    if math.isinf(seconds) or seconds != seconds:
+        return "unknown"
+    seconds = int(seconds)
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m{seconds % 60:02d}s"
+
+
+class _Tap:
+    """Counts and hashes the source bytes as they pass; optionally hands them to a sink too."""
+
+    def __init__(self, source: ResumableReader, algorithm: str | None, progress: _Progress, sink: Any = None) -> None:
+        self.source = source
+        self.hasher = hashlib.new(algorithm) if algorithm else None
+        self.progress = progress
+        self.sink = sink
+        self.size = 0
+        self.eof = False
+
+    def read(self, n: int = CHUNK) -> bytes:
+        if self.eof:
+            return b""
+        data = self.source.read(CHUNK if n is None or n < 0 else n)
+        if not data:
+            self.eof = True
+            return b""
+        self.size += len(data)
+        if self.hasher is not None:
+            self.hasher.update(data)
+        if self.sink is not None:
+            self.sink(data)
+        self.progress.update(self.size)
+        return data
+
+    def drain(self) -> None:
+        while self.read(CHUNK):
+            pass
+
+
+class _Inflate:
+    """Streaming gunzip (zlib, wbits=31) of a byte stream, multi-member aware, as a readable stream.
+
+    Output per step is capped (``max_length``), so a small, highly compressed chunk cannot blow up
+    into a large buffer.
+    """
+
+    def __init__(self, source: Any, name: str) -> None:
+        self.source = source
+        self.name = name
+        self._z = zlib.decompressobj(wbits=31)
+        self._buf = b""
+        self._pending = b""
+        self._eof = False
+        self._started = False
+
+    def _fill(self) -> None:
+        while not self._buf and not self._eof:
+            if self._pending:
+                data, self._pending = self._pending, b""
+            else:
+                data = self.source.read(CHUNK)
+            if not data:
+                self._eof = True
+                if self._started:
+                    raise VerificationError(f"{self.name}: the gzip stream is truncated")
+                return
+            if not self._started and not data.strip(b"\x00"):
+                continue  # zero padding after the last member
+            self._started = True
+            try:
+                out = self._z.decompress(data, CHUNK)
+            except zlib.error as exc:
+                raise VerificationError(f"{self.name}: not valid gzip ({exc})") from None
+            self._pending = self._z.unconsumed_tail
+            if self._z.eof:
+                self._pending = self._z.unused_data + self._pending
+                self._z = zlib.decompressobj(wbits=31)  # the next member, if any
+                self._started = False
+            self._buf += out
+
+    def read(self, n: int = CHUNK) -> bytes:
+        if n is None or n < 0:
+            n = CHUNK
+        self._fill()
+        out, self._buf = self._buf[:n], self._buf[n:]
+        return out
+
+
+class _LineCounter:
+    """Counts lines in a byte stream (a last line without a newline counts too)."""
+
+    def __init__(self) -> None:
+        self.newlines = 0
+        self.last = b""
+        self.any = False
+
+    def update(self, data: bytes) -> None:
+        if data:
+            self.any = True
+            self.newlines += data.count(b"\n")
+            self.last = data[-1:]
+
+    def lines(self) -> int:
+        if not self.any:
+            return 0
+        return self.newlines + (0 if self.last == b"\n" else 1)
+
+
+class _Passthrough:
+    """A readable stream that also hands every chunk it returns to a callback."""
+
+    def __init__(self, source: Any, callback: Any) -> None:
+        self.source = source
+        self.callback = callback
+
+    def read(self, n: int = CHUNK) -> bytes:
+        data = self.source.read(n)
+        if data:
+            self.callback(data)
+        return bytes(data)
+
+
+# ---- writing --------------------------------------------------------------------------------
+class Upload(ABC):
+    """An object being written: invisible under its key until ``commit``; ``abort`` discards it."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        self.written = 0
+
+    @abstractmethod
+    def write(self, data: bytes) -> None: ...
+
+    @abstractmethod
+    def commit(self) -> None: ...
+
+    @abstractmethod
+    def abort(self) -> None: ...
+
+    def landed_size(self) -> int | None:
+        """Size of the committed object as the store reports it (a last sanity check)."""
+        return None
+
+
+class ObjectWriter(ABC):
+    """A destination (bucket, container) that starts uploads under keys."""
+
+    @abstractmethod
+    def begin(self, key: str, size_hint: int | None = None, part_size: int | None = None) -> Upload:
+        """Start an upload; ``size_hint`` (when known) sizes the parts, ``part_size`` overrides the minimum."""
+
+    @abstractmethod
+    def uri(self, key: str) -> str: ...
+
+    @abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove a committed object (used when a post-commit check finds it wrong)."""
+
+
+def s3_part_size(size: int | None, minimum: int = S3_DEFAULT_PART) -> int:
+    """Part size for a known size: at least ``minimum`` and big enough to stay under 10,000 parts."""
+    if not size:
+        return minimum
+    needed = -(-size // (S3_MAX_PARTS - 1))
+    needed = -(-needed // MiB) * MiB  # round up to whole MiB
+    return max(minimum, needed)
+
+
+class S3Writer(ObjectWriter):
+    """S3 through the Amazon provider's S3Hook (boto3 client): multipart, or one PUT for small files.
+
+    With an unknown size (converted or inflated output) parts start at ``part_size`` and double every
+    1,000 parts, which keeps even a 5 TB object under S3's 10,000-part limit.
+    """
+
+    def __init__(self, bucket: str, aws_conn_id: str | None = "aws_default", *, part_size: int | None = None,
+                 client: Any = None, extra_args: dict[str, Any] | None = None) -> None:
+        self.bucket = bucket
+        self.aws_conn_id = aws_conn_id
+        self.min_part = max(int(part_size or S3_DEFAULT_PART), S3_MIN_PART)
+        self.extra_args = dict(extra_args or {})
+        self._client = client
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            from airflow.providers.amazon.aws.hooks.s3 import S3Hook
+
+            self._client = S3Hook(aws_conn_id=self.aws_conn_id).get_conn()
+        return self._client
+
+    def uri(self, key: str) -> str:
+        return f"s3://{self.bucket}/{key}"
+
+    def begin(self, key: str, size_hint: int | None = None, part_size: int | None = None) -> Upload:
+        self.abort_stale(key)
+        minimum = max(int(part_size), S3_MIN_PART) if part_size else self.min_part
+        return _S3Upload(self, key, s3_part_size(size_hint, minimum), grow=size_hint is None)
+
+    def abort_stale(self, key: str) -> None:
+        """Abort multipart uploads an earlier, killed try left for this exact key."""
+        try:
+            resp = self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=key)
+        except Exception as exc:  # listing may be denied by policy; that is not fatal
+            log.debug("could not list multipart uploads for %s: %s", key, redact_text(exc))
+            return
+        for upload in resp.get("Uploads", []):
+            if upload.get("Key") == key:
+                log.info("aborting a multipart upload of %s left by an earlier try", self.uri(key))
+                self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload["UploadId"])
+
+    def delete(self, key: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=key)
+
+
+class _S3Upload(Upload):
+    def __init__(self, writer: S3Writer, key: str, part_size: int, grow: bool) -> None:
+        super().__init__(key)
+        self.w = writer
+        self.part_size = part_size
+        self.grow = grow
+        self.buf = bytearray()
+        self.upload_id: str | None = None
+        self.parts: list[dict[str, Any]] = []
+
+    def write(self, data: bytes) -> None:
+        self.buf += data
+        self.written += len(data)
+        while len(self.buf) >= self.part_size:
+            # the last part may be small, so a full buffer is only sent once more bytes are known to follow
+            if len(self.buf) == self.part_size:
+                break
+            part = bytes(self.buf[: self.part_size])
+            del self.buf[: self.part_size]
+            self._send(part)
+
+    def _send(self, part: bytes) -> None:
+        client = self.w.client
+        if self.upload_id is None:
+            resp = client.create_multipart_upload(Bucket=self.w.bucket, Key=self.key, **self.w.extra_args)
+            self.upload_id = resp["UploadId"]
+        number = len(self.parts) + 1
+        if number > S3_MAX_PARTS:
+            raise ExportError(f"{self.w.uri(self.key)}: more than {S3_MAX_PARTS} parts; raise part_size")
+        resp = client.upload_part(Bucket=self.w.bucket, Key=self.key, UploadId=self.upload_id, PartNumber=number, Body=part)
+        self.parts.append({"PartNumber": number, "ETag": resp["ETag"]})
+        if self.grow and number % 1000 == 0:
+            self.part_size *= 2
+
+    def commit(self) -> None:
+        client = self.w.client
+        if self.upload_id is None:
+            client.put_object(Bucket=self.w.bucket, Key=self.key, Body=bytes(self.buf), **self.w.extra_args)
+            self.buf = bytearray()
+            return
+        if self.buf:
+            self._send(bytes(self.buf))
+            self.buf = bytearray()
+        client.complete_multipart_upload(
+            Bucket=self.w.bucket, Key=self.key, UploadId=self.upload_id, MultipartUpload={"Parts": self.parts}
+        )
+        self.upload_id = None
+
+    def abort(self) -> None:
+        self.buf = bytearray()
+        if self.upload_id is not None:
+            upload_id, self.upload_id = self.upload_id, None
+            try:
+                self.w.client.abort_multipart_upload(Bucket=self.w.bucket, Key=self.key, UploadId=upload_id)
+            except Exception as exc:
+                log.warning("could not abort the multipart upload of %s: %s", self.w.uri(self.key), redact_text(exc))
+
+    def landed_size(self) -> int | None:
+        return int(self.w.client.head_object(Bucket=self.w.bucket, Key=self.key)["ContentLength"])
+
+
+def azure_block_size(size: int | None, minimum: int = AZURE_DEFAULT_BLOCK) -> int:
+    if not size:
+        return minimum
+    needed = -(-size // (AZURE_MAX_BLOCKS - 1))
+    needed = -(-needed // MiB) * MiB
+    return min(max(minimum, needed), AZURE_MAX_BLOCK)
+
+
+class AzureBlobWriter(ObjectWriter):
+    """Azure Blob through the Azure provider's WasbHook: staged blocks, one commit at the very end.
+
+    Uncommitted blocks are invisible; a commit replaces the blob atomically. Blocks of an aborted
+    upload are discarded by the service (by the next commit of the key, or after a week).
+    """
+
+    def __init__(self, container: str, wasb_conn_id: str = "wasb_default", *, block_size: int | None = None,
+                 service: Any = None) -> None:
+        self.container = container
+        self.wasb_conn_id = wasb_conn_id
+        self.block_size = max(int(block_size or AZURE_DEFAULT_BLOCK), 1)
+        self._service = service
+
+    @property
+    def service(self) -> Any:
+        if self._service is None:
+            from airflow.providers.microsoft.azure.hooks.wasb import WasbHook
+
+            self._service = WasbHook(wasb_conn_id=self.wasb_conn_id).get_conn()
+        return self._service
+
+    def uri(self, key: str) -> str:
+        account = getattr(self.service, "account_name", None) or "account"
+        return f"wasbs://{self.container}@{account}.blob.core.windows.net/{key}"
+
+    def begin(self, key: str, size_hint: int | None = None, part_size: int | None = None) -> Upload:
+        blob = self.service.get_blob_client(container=self.container, blob=key)
+        return _AzureUpload(self, blob, key, azure_block_size(size_hint, int(part_size) if part_size else self.block_size))
+
+    def delete(self, key: str) -> None:
+        self.service.get_blob_client(container=self.container, blob=key).delete_blob()
+
+
+class _AzureUpload(Upload):
+    def __init__(self, writer: AzureBlobWriter, blob: Any, key: str, block_size: int) -> None:
+        super().__init__(key)
+        self.w = writer
+        self.blob = blob
+        self.block_size = block_size
+        self.buf = bytearray()
+        self.block_ids: list[str] = []
+
+    def write(self, data: bytes) -> None:
+        self.buf += data
+        self.written += len(data)
+        while len(self.buf) >= self.block_size:
+            block = bytes(self.buf[: self.block_size])
+            del self.buf[: self.block_size]
+            self._stage(block)
+
+    def _stage(self, block: bytes) -> None:
+        if len(self.block_ids) >= AZURE_MAX_BLOCKS:
+            raise ExportError(f"{self.w.uri(self.key)}: more than {AZURE_MAX_BLOCKS} blocks; raise the block size")
+        # fixed-length ids: Azure requires every block id of a blob to have the same length
+        block_id = base64.b64encode(f"aep-{len(self.block_ids):08d}".encode()).decode("ascii")
+        self.blob.stage_block(block_id=block_id, data=block, length=len(block))
+        self.block_ids.append(block_id)
+
+    def commit(self) -> None:
+        from azure.storage.blob import BlobBlock
+
+        if not self.block_ids and not self.buf:
+            self.blob.upload_blob(b"", overwrite=True)  # an empty object: nothing to stage
+            return
+        if self.buf:
+            self._stage(bytes(self.buf))
+            self.buf = bytearray()
+        self.blob.commit_block_list([BlobBlock(block_id=b) for b in self.block_ids])
+
+    def abort(self) -> None:
+        self.buf = bytearray()
+        self.block_ids = []
+
+    def landed_size(self) -> int | None:
+        return int(self.blob.get_blob_properties().size)
+
+
+# ---- landing --------------------------------------------------------------------------------
+@dataclass
+class LandedObject:
+    """What landed where; ``to_xcom()`` is what the transfer operators return (never data)."""
+
+    uri: str
+    key: str
+    file: str
+    size: int  # bytes of the landed object
+    rows: int | None  # counted rows (data rows for csv, records for Avro), None when not counted
+    source_size: int
+    checksum: str | None = None  # hex digest of the source bytes, in ``checksum_algorithm``
+    checksum_algorithm: str | None = None
+    resource: str | None = None
+    seconds: float = 0.0
+    resumes: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_xcom(self) -> dict[str, Any]:
+        return {"uri": self.uri, "size": self.size, "rows": self.rows, "file": self.file}
+
+
+def validate_convert(convert: str | None) -> str | None:
+    if convert in (None, ""):
+        return None
+    if convert not in CONVERT_FORMATS:
+        raise ExportInputError(
+            f"convert: {convert!r} is not supported; accepted values: None, {', '.join(repr(f) for f in CONVERT_FORMATS)}"
+        )
+    return convert
+
+
+def landed_name(name: str, *, convert: str | None = None, decompress: bool = False, gzip: bool | None = None) -> str:
+    """The object name: ``.gz`` dropped when the bytes are inflated, the new extension when converting."""
+    lowered = name.lower()
+    if convert or decompress:
+        for ext in (".gz", ".gzip"):
+            if lowered.endswith(ext) and gzip is not False:
+                name, lowered = name[: -len(ext)], lowered[: -len(ext)]
+                break
+    if convert:
+        if lowered.endswith(".avro"):
+            name = name[: -len(".avro")]
+        name = f"{name}.{convert}"
+    return name
+
+
+def object_key(prefix: str | None, name: str) -> str:
+    prefix = (prefix or "").strip("/")
+    return f"{prefix}/{name}" if prefix else name
+
+
+def _matches_checksum(expected: str, digest: bytes) -> bool:
+    exp = expected.strip()
+    if ":" in exp and exp.split(":", 1)[0].lower() in CHECKSUM_ALGORITHMS:
+        exp = exp.split(":", 1)[1]
+    return exp.lower() == digest.hex() or exp == base64.b64encode(digest).decode("ascii")
+
+
+def land_file(
+    hook: ExportHook,
+    file: ExportFile,
+    writer: ObjectWriter,
+    *,
+    key: str | None = None,
+    prefix: str | None = None,
+    convert: str | None = None,
+    decompress: bool = False,
+    part_size: int | None = None,
+    batch_rows: int = avro.DEFAULT_BATCH_ROWS,
+    row_group_rows: int | None = None,
+    max_resumes: int = 5,
+    progress_interval: float = PROGRESS_INTERVAL,
+    count_rows: bool = True,
+) -> LandedObject:
+    """Stream ``file`` from ``hook`` into ``writer`` and commit it only after it verified.
+
+    ``key`` defaults to ``{prefix}/{landed name}``. ``part_size`` overrides the writer's minimum
+    part/block size for this file. Rows are counted whenever ``file.row_format`` is known (and
+    ``count_rows``) and compared with ``file.rows`` when the vendor announced them. Raises
+    VerificationError (nothing under the key) on any mismatch, ExportInputError for a non-Avro
+    file with ``convert`` set.
+    """
+    convert = validate_convert(convert)
+    if file.checksum and (file.checksum_algorithm or "md5").lower() not in CHECKSUM_ALGORITHMS:
+        raise ExportInputError(
+            f"{file.name}: checksum_algorithm {file.checksum_algorithm!r} is not supported; accepted values: {', '.join(CHECKSUM_ALGORITHMS)}"
+        )
+    if convert and file.row_format not in (None, "avro"):
+        raise avro.not_avro_error(convert, file.name, f"<row_format {file.row_format}>".encode())
+    algorithm = (file.checksum_algorithm or "md5").lower() if file.checksum else "md5"
+    started = time.monotonic()
+    reader = ResumableReader(hook, file, max_resumes=max_resumes)
+    upload: Upload | None = None
+    try:
+        progress = _Progress(file.name, reader.total, progress_interval)
+        tap = _Tap(reader, algorithm, progress)
+        head, source = avro.peek(tap, 2)
+        is_gzip = file.compression == "gzip" or (file.compression is None and head == b"\x1f\x8b")
+        name = landed_name(file.name, convert=convert, decompress=decompress and is_gzip, gzip=is_gzip)
+        key = key or object_key(prefix, name)
+        uri = writer.uri(key)
+        progress.name = f"{file.name} -> {uri}"
+        raw_as_is = not convert and not (decompress and is_gzip)
+        upload = writer.begin(key, size_hint=reader.total if raw_as_is else None, part_size=part_size)
+        if raw_as_is:
+            upload.write(head)  # the sniffed bytes went through the tap before the sink was attached
+            tap.sink = upload.write
+        row_format = file.row_format
+        need_plain = bool(convert) or not raw_as_is or (count_rows and row_format in ("csv", "jsonl", "avro"))
+        rows: int | None = None
+        if need_plain:
+            plain: Any = _Inflate(source, file.name) if is_gzip else source
+            if not raw_as_is and not convert:
+                plain = _Passthrough(plain, upload.write)
+            if convert:
+                rows = avro.convert_avro(plain, upload, convert, name=file.name, batch_rows=batch_rows, row_group_rows=row_group_rows)
+            elif count_rows and row_format == "avro":
+                head4, plain = avro.peek(plain, 4)
+                if head4 != avro.AVRO_MAGIC:
+                    raise VerificationError(f"{file.name}: rows: row_format is 'avro' but the file is not Avro (starts with {head4!r})")
+                rows = avro.count_avro_records(plain)
+            else:
+                counter = _LineCounter()
+                while True:
+                    data = plain.read(CHUNK)
+                    if not data:
+                        break
+                    counter.update(data)
+                if count_rows and row_format in ("csv", "jsonl"):
+                    rows = counter.lines()
+                    if row_format == "csv":
+                        rows = max(rows - 1, 0)
+            # a decoder may stop before the end (trailing bytes): every source byte still counts
+            while plain.read(CHUNK):
+                pass
+        tap.drain()
+        digest = tap.hasher.digest() if tap.hasher is not None else b""
+        _verify(file, tap.size, rows, digest, algorithm)
+        upload.commit()
+        committed, upload = upload, None
+        landed = committed.landed_size()
+        if landed is not None and landed != committed.written:
+            writer.delete(key)
+            raise VerificationError(f"{uri}: the store reports {landed} bytes, {committed.written} were written; object removed")
+    except BaseException:
+        if upload is not None:
+            upload.abort()
+        raise
+    finally:
+        reader.close()
+    seconds = time.monotonic() - started
+    log.info("landed %s -> %s: %s in %.1fs (%s rows, %d resume(s))", file.name, uri, _human(committed.written), seconds,
+             "?" if rows is None else rows, reader.resumes)
+    return LandedObject(
+        uri=uri, key=key, file=file.name, size=committed.written, rows=rows, source_size=tap.size,
+        checksum=digest.hex() if file.checksum else None, checksum_algorithm=algorithm if file.checksum else None,
+        resource=file.resource, seconds=seconds, resumes=reader.resumes,
+    )
+
+
+def _verify(file: ExportFile, size: int, rows: int | None, digest: bytes, algorithm: str) -> None:
+    problems = []
+    if file.size is not None and int(file.size) != size:
+        problems.append(f"size: expected {file.size} bytes, got {size}")
+    if file.rows is not None and rows is not None and int(file.rows) != rows:
+        problems.append(f"rows: expected {file.rows}, counted {rows} ({file.row_format})")
+    if file.checksum and not _matches_checksum(file.checksum, digest):
+        problems.append(f"checksum: {algorithm} expected {file.checksum}, got {digest.hex()}")
+    if problems:
+        raise VerificationError(f"{file.name}: verification failed, nothing landed — " + "; ".join(problems))
