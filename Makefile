@@ -6,6 +6,7 @@ BIN := $(VENV)/bin
 TOOLS := .tools
 AZURITE := $(TOOLS)/node_modules/.bin/azurite-blob
 AZURITE_VERSION := 3.37.0
+CHROMIUM := /usr/bin/chromium
 PYTEST_ARGS ?=
 
 .PHONY: help install demo test lint bench bench-quick clean constraints
@@ -30,13 +31,19 @@ $(AZURITE):
 	mkdir -p $(TOOLS)
 	npm install --silent --no-audit --no-fund --prefix $(TOOLS) azurite@$(AZURITE_VERSION)
 
+# Debian's Chromium for the UI test (Playwright drives it; it cannot download its own browser here).
+$(CHROMIUM):
+	@command -v apt-get >/dev/null || { echo "install Chromium at $(CHROMIUM) (Debian/Ubuntu: apt-get install chromium)"; exit 1; }
+	$(if $(filter 0,$(shell id -u)),,sudo) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y -qq chromium >/dev/null
+
 install: $(VENV)/.installed $(AZURITE)
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check airflow_export_providers tests dags_examples bench
 	$(BIN)/mypy
 
-test: install lint
+test: install $(CHROMIUM) lint
 	AZURITE_BLOB=$(abspath $(AZURITE)) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 demo: install

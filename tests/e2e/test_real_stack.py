@@ -93,3 +93,44 @@ def test_connection_forms_reach_the_ui(stack: AirflowStack) -> None:
         assert behaviour["login"]["title"] == login_label
         assert behaviour["password"]["title"] == password_label
         assert meta[conn_type]["extra_fields"], f"{conn_type} has no extra fields"
+
+
+VENDOR_LABELS = {
+    "MX Snapshots": ["Client ID", "API key", "API base URL"],
+    "SGI POND": ["Client ID", "Client secret", "API base URL"],
+    "Indicative (mParticle Analytics)": ["API key", "Access token", "API base URL"],
+    "Leanplum": ["App ID", "Data export key (clientKey)", "API base URL"],
+    "Azure Mobile Engagement": ["Client ID", "Client secret", "ARM base URL"],
+}
+
+
+def test_add_connection_form_in_a_real_browser(stack: AirflowStack) -> None:
+    """Headless Chromium on the real UI: each connection type is offered and shows its labelled fields."""
+    from playwright.sync_api import sync_playwright
+
+    artefacts = ROOT / "test-artifacts"
+    artefacts.mkdir(exist_ok=True)
+    base = stack.api.rsplit("/api/v2", 1)[0]
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path="/usr/bin/chromium",
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                  "--disable-sync", "--no-first-run"],
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            for hook_name, labels in VENDOR_LABELS.items():
+                page.goto(f"{base}/connections", wait_until="networkidle")
+                page.get_by_role("button", name="Add Connection").click()
+                page.get_by_role("combobox").first.click()
+                page.keyboard.type(hook_name.split(" ")[0])
+                options = page.get_by_role("option").all_inner_texts()
+                assert hook_name in options, f"{hook_name} not offered: {options}"
+                page.get_by_role("option", name=hook_name, exact=True).click()
+                page.get_by_text(labels[0], exact=True).first.wait_for(timeout=10_000)
+                shown = [text.strip() for text in page.locator("label").all_inner_texts()]
+                for label in labels:
+                    assert label in shown, f"{hook_name}: label {label!r} missing from {shown}"
+                page.screenshot(path=str(artefacts / f"connection-form-{hook_name.split(' ')[0].lower()}.png"), full_page=True)
+        finally:
+            browser.close()
