@@ -28,6 +28,8 @@ _registered: set[str] = set()
 _lock = threading.Lock()
 
 _URL_RE = re.compile(r"(?:https?|s3|wasbs?|abfss?)://[^\s'\"<>]+", re.IGNORECASE)
+# A relative request target, as urllib3 logs it: '"GET /api?appId=..&clientKey=.. HTTP/1.1"'.
+_REQUEST_TARGET_RE = re.compile(r"\b(GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS) (/[^\s?'\"]*)\?([^\s'\"]+)")
 _PATTERNS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{6,}"), r"\1 " + MASK),
     (re.compile(r"(?i)(authorization['\"]?\s*[:=]\s*['\"]?)[^'\",}\n]+"), r"\1" + MASK),
@@ -74,6 +76,11 @@ def redact_url(url: str) -> str:
     return _redact_values(urlunsplit((parts.scheme, netloc, parts.path, query, "")))
 
 
+def _redact_target(match: re.Match[str]) -> str:
+    redacted = redact_url(f"http://h{match.group(2)}?{match.group(3)}")
+    return f"{match.group(1)} {redacted[len('http://h'):]}"
+
+
 def redact_headers(headers: Mapping[str, str]) -> dict[str, str]:
     return {k: (MASK if k.lower() in SECRET_HEADERS else redact_text(str(v))) for k, v in headers.items()}
 
@@ -91,6 +98,7 @@ def redact_text(text: Any) -> str:
     """Redact a free-form message: URLs lose their query values, secret shapes and values vanish."""
     s = str(text)
     s = _URL_RE.sub(lambda m: redact_url(m.group(0)), s)
+    s = _REQUEST_TARGET_RE.sub(_redact_target, s)
     for pattern, repl in _PATTERNS:
         s = pattern.sub(repl, s)
     return _redact_values(s)
