@@ -70,6 +70,7 @@ class ExportOperator(BaseOperator):
         self.max_resubmits = max_resubmits
         self.job_id: str | None = None
         self._hook: ExportHook | None = None
+        self._resubmits = 0  # fallback count when there is no task_state_store (keeps resubmits bounded)
 
     # ---- what a vendor operator provides ------------------------------------------------------
     def validate(self, context: Context) -> None:
@@ -188,8 +189,9 @@ class ExportOperator(BaseOperator):
 
     def _finish(self, hook: ExportHook, job: ExportJob, context: Context, store: Any) -> Any:
         if job.state == JobState.FAILED:
-            resubmits = int(store.get(RESUBMITS_KEY) or 0) if store is not None else 0
+            resubmits = int(store.get(RESUBMITS_KEY) or 0) if store is not None else self._resubmits
             if resubmits < self.max_resubmits:
+                self._resubmits = resubmits + 1
                 self.log.warning(
                     "%s job %s FAILED (%s): resubmitting (%d/%d)", hook.vendor, job.job_id, job.message, resubmits + 1, self.max_resubmits
                 )
