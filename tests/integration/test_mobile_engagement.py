@@ -1,0 +1,369 @@
+"""Azure Mobile Engagement export tasks against the sandbox (ARM + a TLS Azure AD stand-in) and Azurite.
+
+What is real here: azure-identity fetching tokens over TLS from the sandbox's AAD endpoint, the ARM
+routes, the service writing blobs into Azurite through the SAS the operator derived, and the hook
+reading them back through the wasb connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import hashlib
+import io
+import json
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import jsonschema
+import pytest
+import requests
+from azure.core.exceptions import HttpResponseError
+from azure.storage.blob import BlobClient, ContainerSasPermissions
+
+from airflow_export_providers.core.errors import ExportInputError, ExportJobFailed, VendorAuthError, VendorHTTPError
+from airflow_export_providers.core.job import JobState
+from airflow_export_providers.core.redact import redact_text
+from airflow_export_providers.hooks.mobile_engagement import KINDS, MobileEngagementHook, container_sas
+from airflow_export_providers.operators.mobile_engagement import MobileEngagementExportOperator
+from airflow_export_providers.sandbox.mobile_engagement import runtime
+from airflow_export_providers.sensors.mobile_engagement import MobileEngagementExportSensor
+from tests.support.secrets import register
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "mobile_engagement"
+SPEC = json.loads((DATA / "mobile-engagement-export-tasks.json").read_text())
+RECORDS = json.loads((DATA / "mobile-engagement-export-record.schema.json").read_text())
+DAY = datetime(2026, 3, 14, tzinfo=timezone.utc)
+
+# kind -> operator arguments (besides container) that make a valid request
+KIND_ARGS: dict[str, dict[str, Any]] = {
+    "tags": {},
+    "tokens": {"export_format": "CsvBlob"},
+    "activities": {"export_start_date": "2026-03-01", "export_end_date": "2026-03-02"},
+    "crashes": {},  # dates from the data interval
+    "errors": {"export_format": "CsvBlob"},
+    "events": {},
+    "jobs": {"export_start_date": "2026-03-10", "export_end_date": "2026-03-10"},
+    "sessions": {"export_format": "CsvBlob"},
+    "feedbackByDate": {"campaign_type": "Announcement", "campaign_window_start": "2026-03-01T00:00:00Z",
+                       "campaign_window_end": datetime(2026, 3, 8, 12, 30, tzinfo=timezone.utc)},
+    "feedbackByCampaign": {"campaign_type": "NativePush", "campaign_ids": "12, 34"},
+}
+# record schema definition that each element of a JSON blob must satisfy (tags/crashes/errors have none)
+RECORD_DEFS = {"activities": "deviceActivities", "events": "deviceEvents", "sessions": "session", "jobs": "job",
+               "feedbackByDate": "push", "feedbackByCampaign": "push", "tokens": "token"}
+
+
+def spec_body_schema(kind: str) -> dict[str, Any]:
+    """The body schema the OpenAPI excerpt gives for POST .../exportTasks/{kind}."""
+    path = next(p for p in SPEC["paths"] if p.endswith(f"/exportTasks/{kind}"))
+    body = next(x for x in SPEC["paths"][path]["post"]["parameters"] if x.get("in") == "body")
+    return {"$ref": body["schema"]["$ref"], "definitions": SPEC["definitions"]}
+
+
+def record_validator(definition: str) -> jsonschema.Draft4Validator:
+    return jsonschema.Draft4Validator({"$ref": f"#/definitions/{definition}", "definitions": RECORDS["definitions"]})
+
+
+def context(day: datetime = DAY, **extra: Any) -> dict[str, Any]:
+    return {"data_interval_start": day, "data_interval_end": day + timedelta(days=1), "run_id": "manual__test", **extra}
+
+
+@pytest.fixture
+def me(sandbox: Any, sandbox_state: Any, vendor_conns: Any, wasb_conn: str, azurite: Any) -> Any:
+    """Fast tasks, default tokens; settings restored afterwards."""
+    cfg = sandbox_state.vendor_config("mobile_engagement")
+    saved = dict(cfg)
+    cfg.update(pending_seconds=0.2, running_seconds=0.3, token_lifetime=3599, parts=2)
+    register("mobile_engagement:client_secret", vendor_conns["azure_mobile_engagement_default"]["password"])
+    yield sandbox_state
+    cfg.clear()
+    cfg.update(saved)
+
+
+def op(kind: str, container: str = "me-exports", **kwargs: Any) -> MobileEngagementExportOperator:
+    kwargs.setdefault("poll_interval", 0.2)
+    kwargs.setdefault("deferrable", False)
+    return MobileEngagementExportOperator(task_id=f"export_{kind}", kind=kind, container=container, **kwargs)
+
+
+def last_submit(state: Any) -> tuple[str, dict[str, Any], str]:
+    return runtime(state)["submits"][-1]  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_kind_body_matches_spec_and_blobs_land(me: Any, azurite: Any, kind: str) -> None:
+    task = op(kind, **KIND_ARGS[kind])
+    result = task.execute(context())
+    _, params, container_url = last_submit(me)
+    body = {"containerUrl": container_url, **{k: v for k, v in params.items() if k != "kind"}}
+    # the body is valid against the spec's schema for this kind, with no field the schema lacks
+    schema = spec_body_schema(kind)
+    jsonschema.Draft4Validator(schema, format_checker=jsonschema.FormatChecker()).validate(body)
+    definition = SPEC["definitions"][schema["$ref"].rsplit("/", 1)[-1]]
+    assert set(body) <= set(definition["properties"])
+    assert set(definition["required"]) <= set(body)
+    if kind in ("crashes", "events"):  # dates taken from the data interval (a daily run = one day)
+        assert (body["startDate"], body["endDate"]) == ("2026-03-14", "2026-03-14")
+    if kind == "feedbackByDate":
+        assert body["campaignWindowEnd"] == "2026-03-08T12:30:00Z"
+    if kind == "feedbackByCampaign":
+        assert body["campaignIds"] == [12, 34]
+    # the task's blobs landed in Azurite and the job lists exactly them, readable through the hook
+    assert result["state"] == "SUCCESS" and result["raw_state"] == "Succeeded"
+    container = azurite.service().get_container_client("me-exports")
+    blobs = sorted(b.name for b in container.list_blobs(name_starts_with=result["job_id"] + "/"))
+    assert [f["key"] for f in result["files"]] == blobs and len(blobs) == 2
+    hook = MobileEngagementHook(container="me-exports")
+    fmt = body["exportFormat"]
+    for f in result["files"]:
+        data = container.download_blob(f["key"]).readall()
+        assert f["size"] == len(data) and f["checksum"] == hashlib.md5(data).hexdigest()
+        assert f["name"].endswith(".json" if fmt == "JsonBlob" else ".csv")
+        from airflow_export_providers.core.job import ExportFile
+
+        stream = hook.open_file(ExportFile.from_dict(f))
+        assert stream.read(1 << 20) == data
+        if fmt == "JsonBlob":
+            records = json.loads(data)
+            assert records and isinstance(records, list)
+            if kind in RECORD_DEFS:
+                validator = record_validator(RECORD_DEFS[kind])
+                for record in records:
+                    validator.validate(record)
+            else:
+                assert all("deviceId" in r for r in records)
+        else:
+            rows = list(csv.DictReader(io.StringIO(data.decode())))
+            assert rows and all(r.get("deviceId") for r in rows)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "ctx", "words"),
+    [
+        ({"kind": "Device"}, context(), ["no REST kind", "tags", "tokens", "feedbackByCampaign"]),
+        ({"kind": "visits"}, context(), ["kind:", "'visits'", "events", "sessions", "feedbackByDate"]),
+        ({"kind": "events"}, {}, ["export_start_date", "data interval"]),
+        ({"kind": "events", "export_start_date": "2026-03-05", "export_end_date": "2026-03-01"}, context(), ["export_end_date", "before"]),
+        ({"kind": "events", "export_start_date": "14/03/2026", "export_end_date": "2026-03-14"}, context(), ["export_start_date", "YYYY-MM-DD"]),
+        ({"kind": "events", "campaign_ids": [1]}, context(), ["campaign_ids", "not used by kind 'events'"]),
+        ({"kind": "tags", "export_start_date": "2026-03-01"}, context(), ["export_start_date", "not used by kind 'tags'"]),
+        ({"kind": "tokens", "export_format": "Parquet"}, context(), ["export_format", "JsonBlob", "CsvBlob"]),
+        ({"kind": "feedbackByDate", "campaign_type": "Announcement", "campaign_window_end": "2026-03-01T00:00:00Z"},
+         context(), ["campaign_window_start", "required", "feedbackByDate"]),
+        ({"kind": "feedbackByDate", "campaign_type": "Email", "campaign_window_start": "2026-03-01T00:00:00Z",
+          "campaign_window_end": "2026-03-02T00:00:00Z"}, context(), ["campaign_type", "Announcement", "DataPush", "NativePush", "Poll"]),
+        ({"kind": "feedbackByCampaign", "campaign_type": "Poll"}, context(), ["campaign_ids", "required", "feedbackByCampaign"]),
+        ({"kind": "feedbackByCampaign", "campaign_type": "Poll", "campaign_ids": "7, x"}, context(), ["campaign_ids", "'x'"]),
+        ({"kind": "sessions", "container": ""}, context(), ["container", "required"]),
+    ],
+)
+def test_invalid_input_is_rejected_before_any_call(me: Any, kwargs: dict[str, Any], ctx: dict[str, Any], words: list[str]) -> None:
+    kind = kwargs.pop("kind")
+    container = kwargs.pop("container", "me-exports")
+    before = len(me.requests)
+    with pytest.raises(ExportInputError) as err:
+        op(kind, container=container, **kwargs).execute(ctx)
+    for word in words:
+        assert word in str(err.value)
+    assert len(me.requests) == before  # neither Azure AD nor ARM saw a request
+
+
+def test_sas_grants_write_and_list_only_and_expires_soon(me: Any, azurite: Any) -> None:
+    task = op("tags", sas_lifetime=timedelta(minutes=30))
+    before = datetime.now(timezone.utc)
+    url = task.container_url()
+    sas = parse_qs(urlsplit(url).query)
+    register("mobile_engagement:sas_sig", sas["sig"][0])
+    assert sas["sp"] == ["wl"] and sas["sr"] == ["c"]
+    expiry = datetime.fromisoformat(sas["se"][0].replace("Z", "+00:00"))
+    start = datetime.fromisoformat(sas["st"][0].replace("Z", "+00:00"))
+    assert before < expiry <= before + timedelta(minutes=31)
+    assert start <= before
+    # the signature is registered as a secret: redaction removes it even outside a query string
+    assert sas["sig"][0] not in redact_text(f"oops {sas['sig'][0]} leaked")
+    # storage enforces it: write and list work, read is refused
+    parts = urlsplit(url)
+    blob_url = f"{parts.scheme}://{parts.netloc}{parts.path}/probe.txt?{parts.query}"
+    BlobClient.from_blob_url(blob_url).upload_blob(b"x", overwrite=True)
+    with pytest.raises(HttpResponseError) as denied:
+        BlobClient.from_blob_url(blob_url).download_blob().readall()
+    assert denied.value.status_code == 403
+
+
+def test_sas_never_in_xcom_rendered_fields_or_trigger(me: Any) -> None:
+    from airflow.sdk.exceptions import TaskDeferred
+
+    from airflow_export_providers.core.trigger import ExportJobTrigger
+
+    task = op("events", deferrable=True)
+    with pytest.raises(TaskDeferred) as deferred:
+        task.execute(context())
+    sig = parse_qs(urlsplit(last_submit(me)[2]).query)["sig"][0]
+    register("mobile_engagement:sas_sig_deferred", sig)
+    trigger = deferred.value.trigger
+    assert isinstance(trigger, ExportJobTrigger)
+    classpath, kwargs = trigger.serialize()
+    assert sig not in json.dumps(kwargs) and "sig=" not in json.dumps(kwargs)
+    assert kwargs["hook_kwargs"] == {"wasb_conn_id": "wasb_default", "container": "me-exports", "blob_prefix": "{task_id}/"}
+    rendered = json.dumps({name: str(getattr(task, name)) for name in task.template_fields})
+    assert sig not in rendered and "sig=" not in rendered
+
+    async def wait() -> Any:
+        return [event async for event in trigger.run()]
+
+    events = asyncio.run(wait())
+    result = task.execute_complete(context(), events[0].payload)
+    assert result["state"] == "SUCCESS" and len(result["files"]) == 2
+    text = json.dumps(result)
+    assert sig not in text and "sig=" not in text and "?" not in text
+
+
+def test_sas_without_write_fails_the_task_with_error_details(me: Any, azurite: Any) -> None:
+    azurite.service().get_container_client("me-readonly").create_container()
+    hook = MobileEngagementHook(container="me-readonly")
+    sas = container_sas("wasb_default", "me-readonly", ContainerSasPermissions(list=True), timedelta(minutes=10))
+    url = azurite.service().get_container_client("me-readonly").url + "?" + sas
+    task_id = hook.submit("tags", {"containerUrl": url, "exportFormat": "JsonBlob"})
+    job = _wait(hook, task_id)
+    assert job.state == JobState.FAILED and job.raw_state == "Failed"
+    assert job.message is not None and "AuthorizationPermissionMismatch" in job.message and "could not write" in job.message
+    assert not list(azurite.service().get_container_client("me-readonly").list_blobs())
+    # an expired SAS is refused by storage too
+    expired = container_sas("wasb_default", "me-readonly", ContainerSasPermissions(write=True, list=True), timedelta(seconds=-60))
+    url = azurite.service().get_container_client("me-readonly").url + "?" + expired
+    job = _wait(hook, hook.submit("tags", {"containerUrl": url, "exportFormat": "JsonBlob"}))
+    assert job.state == JobState.FAILED and job.message is not None and "403" in job.message
+
+
+def _wait(hook: MobileEngagementHook, task_id: str, limit: int = 100) -> Any:
+    import time
+
+    for _ in range(limit):
+        job = hook.get_job(task_id)
+        if job.state.is_final:
+            return job
+        time.sleep(0.1)
+    raise AssertionError(f"task {task_id} did not finish")
+
+
+def test_failed_task_surfaces_error_details(me: Any) -> None:
+    me.vendor_config("mobile_engagement")["fail_next"] = 1
+    with pytest.raises(ExportJobFailed) as err:
+        op("sessions", export_start_date="2026-03-01", export_end_date="2026-03-01").execute(context())
+    assert "FAILED (Failed)" in str(err.value) and "an internal error occurred while reading the application's data" in str(err.value)
+
+
+def test_failed_task_is_resubmitted_within_max_resubmits(me: Any) -> None:
+    me.vendor_config("mobile_engagement")["fail_next"] = 1
+    before = me.submissions["mobile_engagement"]
+    result = op("tokens", max_resubmits=1).execute(context())
+    assert result["state"] == "SUCCESS"
+    assert me.submissions["mobile_engagement"] == before + 2
+
+
+def test_token_refresh_during_a_long_poll(me: Any) -> None:
+    """Tokens live 1 s, the task runs ~3 s: both the worker and the triggerer keep fresh tokens."""
+    from airflow.sdk.exceptions import TaskDeferred
+
+    cfg = me.vendor_config("mobile_engagement")
+    cfg.update(token_lifetime=1, pending_seconds=0.5, running_seconds=2.5)
+    rt = runtime(me)
+    # worker-side polling (sync credential)
+    mark = len(rt["arm_auth"]), len(rt["token_requests"])
+    assert op("events", poll_interval=0.4).execute(context())["state"] == "SUCCESS"
+    used = {tok for method, _, tok, status in rt["arm_auth"][mark[0]:] if status == 200}
+    assert len(used) >= 2
+    assert sum(ok for _, ok in rt["token_requests"][mark[1]:]) >= 2
+    # triggerer-side polling (aio credential): several tokens over one deferral, and the job succeeds
+    task = op("events", deferrable=True, poll_interval=0.3)
+    with pytest.raises(TaskDeferred) as deferred:
+        task.execute(context())
+    mark = len(rt["arm_auth"]), len(rt["token_requests"])
+
+    async def wait() -> Any:
+        return [event async for event in deferred.value.trigger.run()]
+
+    events = asyncio.run(wait())
+    assert events[0].payload["status"] == "success"
+    gets = [(tok, status) for method, _, tok, status in rt["arm_auth"][mark[0]:] if method == "GET"]
+    assert len({tok for tok, status in gets if status == 200}) >= 2
+    assert sum(ok for _, ok in rt["token_requests"][mark[1]:]) >= 2
+    assert len(task.execute_complete(context(), events[0].payload)["files"]) == 2
+
+
+def test_revoked_token_is_refreshed_once_on_401(me: Any) -> None:
+    hook = MobileEngagementHook()
+    assert "Connected" in hook.check_connection()
+    rt = runtime(me)
+    rt["tokens"].clear()  # every token handed out so far is now unknown to ARM
+    mark = len(rt["arm_auth"])
+    assert "Connected" in hook.check_connection()
+    statuses = [status for _, _, _, status in rt["arm_auth"][mark:]]
+    assert statuses == [401, 200]
+
+
+def test_wrong_client_secret_is_a_clear_auth_error(me: Any, monkeypatch: pytest.MonkeyPatch, vendor_conns: Any) -> None:
+    from tests.conftest import set_connection
+
+    conn = json.loads(json.dumps(vendor_conns["azure_mobile_engagement_default"]))
+    conn["password"] = register("mobile_engagement:wrong_secret", "not-the-secret-" + "x" * 12)
+    set_connection(monkeypatch, "me_wrong", conn)
+    ok, message = MobileEngagementHook("me_wrong").test_connection()
+    assert not ok and "AADSTS7000215" in message and "refused the client credentials" in message
+    assert conn["password"] not in message
+    with pytest.raises(VendorAuthError):
+        MobileEngagementHook("me_wrong").list_tasks()
+
+
+def test_arm_errors_are_described_in_arm_words(me: Any, monkeypatch: pytest.MonkeyPatch, vendor_conns: Any) -> None:
+    from tests.conftest import set_connection
+
+    conn = json.loads(json.dumps(vendor_conns["azure_mobile_engagement_default"]))
+    conn["extra"]["resource_group"] = "no-such-rg"
+    set_connection(monkeypatch, "me_bad_rg", conn)
+    with pytest.raises(VendorHTTPError) as err:
+        MobileEngagementHook("me_bad_rg").get_job("abc")
+    assert err.value.status == 404 and "ResourceGroupNotFound: Resource group 'no-such-rg' could not be found" in str(err.value)
+    hook = MobileEngagementHook()
+    with pytest.raises(VendorHTTPError) as err:
+        hook.get_job("no-such-task")
+    assert "NotFound" in str(err.value)
+    # api-version is checked on every call
+    token = hook.auth.headers()["Authorization"]
+    url = hook.url(hook.tasks_path)
+    answer = requests.get(url, params={"api-version": "2016-01-01"}, headers={"Authorization": token}, timeout=10)
+    assert answer.status_code == 400 and answer.json()["error"]["code"] == "InvalidApiVersionParameter"
+    answer = requests.get(url, headers={"Authorization": token}, timeout=10)
+    assert answer.json()["error"]["code"] == "MissingApiVersionParameter"
+    assert requests.get(url, params={"api-version": "2014-12-01"}, timeout=10).json()["error"]["code"] == "AuthenticationFailed"
+
+
+def test_list_tasks_pages_with_top_and_next_link(me: Any) -> None:
+    hook = MobileEngagementHook()
+    op("tags").execute(context())
+    op("tokens").execute(context())
+    page = hook.list_tasks(top=1, orderby="dateCreated desc")
+    assert len(page["value"]) == 1 and "$skip=1" in page["nextLink"]
+    assert {"id", "state", "dateCreated", "exportType"} <= set(page["value"][0])
+    with pytest.raises(ExportInputError):
+        hook.list_tasks(top=41)
+
+
+def test_sensor_waits_for_a_task_started_elsewhere(me: Any) -> None:
+    task_id = op("jobs", wait_for_completion=False, export_start_date="2026-03-01", export_end_date="2026-03-01").execute(context())
+    assert isinstance(task_id, str)
+    sensor = MobileEngagementExportSensor(task_id="wait", export_task_id=task_id, container="me-exports", poke_interval=0.2, deferrable=False)
+    result = None
+    for _ in range(50):
+        value = sensor.poke(context())
+        if value:
+            result = value.xcom_value  # type: ignore[union-attr]
+            break
+        import time
+
+        time.sleep(0.1)
+    assert result is not None and result["state"] == "SUCCESS" and result["extra"]["exportType"] == "Job"
+    assert all(f["key"].startswith(task_id + "/") for f in result["files"]) and len(result["files"]) == 2
