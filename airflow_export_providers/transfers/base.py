@@ -1,0 +1,238 @@
+"""Shared base of the transfer operators: ExportJob in, landed objects out (S3 or Azure Blob).
+
+Each file is opened through its vendor hook (rebuilt from the job's ``hook_class`` / ``conn_id`` /
+``hook_kwargs``), streamed through ``core.landing.land_file`` to ``{prefix}/{file name}`` and made
+visible only after it verified. After every file landed: Assets are emitted for the landed objects
+and a watermark the job carries is committed. On any failure nothing more is landed and the
+watermark stays where it was.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from airflow.sdk import BaseOperator
+
+from airflow_export_providers.core.errors import ExportError, ExportInputError
+from airflow_export_providers.core.hook import ExportHook
+from airflow_export_providers.core.job import ExportFile, ExportJob, JobState
+from airflow_export_providers.core.landing import (
+    CONVERT_FORMATS,
+    LandedObject,
+    ObjectWriter,
+    land_file,
+    landed_name,
+    object_key,
+    validate_convert,
+)
+from airflow_export_providers.core.redact import redact_text
+from airflow_export_providers.core.trigger import import_hook
+from airflow_export_providers.core.watermark import commit_watermark
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+ACCEPTED_CONVERT = "None, " + ", ".join(repr(f) for f in CONVERT_FORMATS)
+
+
+def parse_export(value: Any) -> ExportJob:
+    """An ExportJob from what an export operator returned (dict, or its JSON), or one clear error."""
+    if isinstance(value, ExportJob):
+        return value
+    if isinstance(value, (str, bytes)):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise ExportInputError(
+                "export: expected an ExportJob (the XCom of an export operator, e.g. export=job_task.output), "
+                f"got a string that is not JSON: {redact_text(str(value)[:80])!r}"
+            ) from None
+    try:
+        return ExportJob.from_dict(value)
+    except (TypeError, ValueError, KeyError) as exc:
+        raise ExportInputError(
+            f"export: expected an ExportJob dict (the XCom of an export operator, e.g. export=job_task.output); {redact_text(exc)}"
+        ) from None
+
+
+class ExportTransferOperator(BaseOperator):
+    """Land every file of an ExportJob in object storage (base of the S3 and Azure Blob operators).
+
+    :param export: the ExportJob (``export_task.output``, or its dict); templated.
+    :param prefix: key prefix; objects land at ``{prefix}/{file name}``; templated.
+    :param convert: None (bytes as they are), ``"jsonl"``, ``"csv"`` or ``"parquet"`` (Avro sources only).
+    :param decompress: land gzip files inflated (``.gz`` dropped from the name).
+    :param order: resources to land first, in this order (e.g. MX ``["users", "members", "accounts",
+        "transactions"]``); other files follow in the job's order.
+    :param part_size: minimum multipart part / block size in bytes (default 8 MiB; raised for big files).
+    :param batch_rows: rows per write when converting (and per Parquet row group by default).
+    :param row_group_rows: Parquet row-group size limit in rows.
+    :param asset_alias: name of the AssetAlias the landed objects are emitted under (default
+        ``export-landing/{dag_id}/{task_id}``); False turns Asset events off.
+    """
+
+    template_fields: Sequence[str] = ("export", "prefix")
+    ui_color = "#e6f5e6"
+    destination_field: ClassVar[str] = ""
+
+    def __init__(
+        self,
+        *,
+        export: Any,
+        prefix: str = "",
+        convert: str | None = None,
+        decompress: bool = False,
+        order: list[str] | None = None,
+        part_size: int | None = None,
+        batch_rows: int = 10_000,
+        row_group_rows: int | None = None,
+        asset_alias: str | bool | None = None,
+        **kwargs: Any,
+    ) -> None:
+        alias_name: str | None = None
+        if asset_alias is not False:
+            alias_name = asset_alias if isinstance(asset_alias, str) else None
+        super().__init__(**kwargs)
+        self.export = export
+        self.prefix = prefix
+        self.convert = convert
+        self.decompress = decompress
+        self.order = list(order) if order else None
+        self.part_size = part_size
+        self.batch_rows = batch_rows
+        self.row_group_rows = row_group_rows
+        self.asset_alias: str | None = None
+        if asset_alias is not False:
+            from airflow.sdk import AssetAlias
+
+            dag_id = self.dag_id if self.has_dag() else "no-dag"
+            self.asset_alias = alias_name or f"export-landing/{dag_id}/{self.task_id}"
+            self.outlets = [*self.outlets, AssetAlias(self.asset_alias)]
+        self.landed: list[LandedObject] = []
+        self._writer: ObjectWriter | None = None
+
+    # ---- what a destination provides ----------------------------------------------------------
+    def destination(self) -> str:
+        """The rendered bucket / container name."""
+        raise NotImplementedError
+
+    def make_writer(self) -> ObjectWriter:
+        raise NotImplementedError
+
+    # ---- input -------------------------------------------------------------------------------
+    def validate(self) -> ExportJob:
+        """Check every rendered parameter before anything is opened or written."""
+        validate_convert(self.convert)
+        if not isinstance(self.decompress, bool):
+            raise ExportInputError(f"decompress: expected True or False, got {self.decompress!r}")
+        dest = self.destination()
+        if not isinstance(dest, str) or not dest.strip() or "/" in dest:
+            raise ExportInputError(
+                f"{self.destination_field}: expected a {self.destination_field} name (no slashes, not empty), got {dest!r}"
+            )
+        if self.prefix is not None and not isinstance(self.prefix, str):
+            raise ExportInputError(f"prefix: expected a string, got {type(self.prefix).__name__}")
+        if self.order is not None and not all(isinstance(o, str) for o in self.order):
+            raise ExportInputError(f"order: expected a list of resource names, got {self.order!r}")
+        for name, value in (("part_size", self.part_size), ("batch_rows", self.batch_rows), ("row_group_rows", self.row_group_rows)):
+            if value is not None and (not isinstance(value, int) or value <= 0):
+                raise ExportInputError(f"{name}: expected a positive integer, got {value!r}")
+        job = parse_export(self.export)
+        if job.state != JobState.SUCCESS:
+            raise ExportInputError(f"export: job {job.job_id} is {job.state.value} ({job.raw_state}); only a SUCCESS job can be landed")
+        if not job.hook_class:
+            raise ExportInputError("export: the ExportJob has no hook_class; pass the XCom of an export operator of this package")
+        if self.convert:
+            wrong = [f"{f.name} ({f.row_format})" for f in job.files if f.row_format not in (None, "avro")]
+            if wrong:
+                raise ExportInputError(
+                    f"convert={self.convert!r}: {', '.join(wrong[:5])} not Avro; convert accepts Avro sources only "
+                    f"(accepted values: {ACCEPTED_CONVERT}) — use convert=None to land these files as they are"
+                )
+        keys: dict[str, str] = {}
+        for f in job.files:
+            key = self.key_for(f)
+            if key in keys:
+                raise ExportError(f"export: files {keys[key]!r} and {f.name!r} would both land at {key!r}; refusing to overwrite one with the other")
+            keys[key] = f.name
+        return job
+
+    def key_for(self, file: ExportFile) -> str:
+        gzip = file.compression == "gzip" if file.compression else None
+        return object_key(self.prefix, landed_name(file.name, convert=self.convert, decompress=self.decompress, gzip=gzip))
+
+    def ordered(self, files: list[ExportFile]) -> list[ExportFile]:
+        """Files whose resource is in ``order`` first, in that order; the rest keep the job's order."""
+        if not self.order:
+            return list(files)
+        rank = {name: i for i, name in enumerate(self.order)}
+        return sorted(files, key=lambda f: rank.get(f.resource or "", len(rank)))
+
+    # ---- run ---------------------------------------------------------------------------------
+    def execute(self, context: Context) -> list[dict[str, Any]]:
+        job = self.validate()
+        writer = self._writer = self.make_writer()
+        hooks: dict[str, ExportHook] = {}
+        self.landed = []
+        files = self.ordered(job.files)
+        self.log.info("Landing %d file(s) of %s job %s into %s", len(files), job.vendor, job.job_id, writer.uri(object_key(self.prefix, "")))
+        try:
+            for file in files:
+                hook = hooks.get(file.conn_id or job.conn_id)
+                if hook is None:
+                    hook = hooks[file.conn_id or job.conn_id] = self.make_hook(job, file)
+                landed = land_file(
+                    hook, file, writer, key=self.key_for(file), convert=self.convert, decompress=self.decompress,
+                    part_size=self.part_size, batch_rows=self.batch_rows, row_group_rows=self.row_group_rows,
+                )
+                self.landed.append(landed)
+        finally:
+            for hook in hooks.values():
+                hook.close()
+        self.emit_assets(context, job)
+        if job.watermark is not None:
+            commit_watermark(job.watermark)
+        return [obj.to_xcom() for obj in self.landed]
+
+    def make_hook(self, job: ExportJob, file: ExportFile) -> ExportHook:
+        assert job.hook_class
+        try:
+            cls = import_hook(job.hook_class)
+        except (ImportError, ValueError) as exc:
+            raise ExportInputError(f"export: hook_class {job.hook_class!r} cannot be used: {redact_text(exc)}") from None
+        hook: ExportHook = cls(conn_id=file.conn_id or job.conn_id, **job.hook_kwargs)
+        return hook
+
+    # ---- lineage -----------------------------------------------------------------------------
+    def emit_assets(self, context: Context, job: ExportJob) -> None:
+        """One Asset event per landed object, under this task's AssetAlias."""
+        if not self.asset_alias or not self.landed:
+            return
+        from airflow.sdk import Asset, AssetAlias
+
+        events = context.get("outlet_events")
+        if events is None:
+            return
+        alias = events[AssetAlias(self.asset_alias)]
+        for obj in self.landed:
+            extra: dict[str, Any] = {"vendor": job.vendor, "job_id": job.job_id, "file": obj.file, "size": obj.size, "rows": obj.rows}
+            alias.add(Asset(uri=obj.uri, name=obj.uri), extra=extra)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """Output datasets for OpenLineage, when its provider is installed (None otherwise)."""
+        try:
+            from airflow.providers.common.compat.openlineage.facet import Dataset
+            from airflow.providers.openlineage.extractors import OperatorLineage
+        except ImportError:
+            return None
+        outputs = []
+        for obj in self.landed:
+            scheme_and_bucket, _, path = obj.uri.partition("://")[2].partition("/")
+            outputs.append(Dataset(namespace=obj.uri.split("://", 1)[0] + "://" + scheme_and_bucket, name=path))
+        return OperatorLineage(inputs=[], outputs=outputs)
+
+    def on_kill(self) -> None:
+        """Nothing staged survives a kill: uploads abort in ``land_file``'s cleanup; log for the record."""
+        self.log.warning("killed while landing; staged parts of the current file are aborted")
