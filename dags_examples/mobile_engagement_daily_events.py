@@ -1,0 +1,53 @@
+"""Azure Mobile Engagement: a daily ``events`` export into an Azure Blob container, then copied into S3.
+
+Each run asks Mobile Engagement for the events of its data interval (``startDate`` = ``endDate`` = the
+interval's day for this daily schedule). The operator derives a short-lived write + list SAS for the
+container ``mobile-engagement-exports`` from the ``wasb_default`` connection (nobody pastes SAS
+tokens), the service writes its JSON blobs under ``{task id}/`` in that container, and the
+ExportJob the operator returns lists those blobs. ``ExportToS3Operator`` then streams them to
+``s3://analytics-landing/mobile_engagement/events/{{ ds }}/``, verifying size and MD5.
+
+Waiting happens in the triggerer when ``[operators] default_deferrable`` is true, in the worker
+otherwise. A retry after the task was created resumes the same export task.
+
+Connections: ``azure_mobile_engagement_default`` (Azure AD app: client id / secret, tenant,
+subscription, resource group, app collection, app), ``wasb_default``, ``aws_default``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from airflow.sdk import DAG
+
+from airflow_export_providers.operators.mobile_engagement import MobileEngagementExportOperator
+from airflow_export_providers.transfers.export_to_s3 import ExportToS3Operator
+
+with DAG(
+    dag_id="mobile_engagement_daily_events",
+    description="Daily Azure Mobile Engagement events export into Azure Blob, copied on into S3",
+    schedule="@daily",
+    start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
+    catchup=False,
+    max_active_runs=3,
+    default_args={"retries": 2, "retry_delay": timedelta(minutes=5)},
+    tags=["mobile_engagement", "azure", "export", "s3"],
+) as dag:
+    export_events = MobileEngagementExportOperator(
+        task_id="export_events",
+        kind="events",
+        # export_start_date / export_end_date default to the run's data interval (one day here)
+        export_format="JsonBlob",
+        wasb_conn_id="wasb_default",
+        container="mobile-engagement-exports",
+        poll_interval=60,
+        job_timeout=timedelta(hours=12),
+    )
+    copy_to_s3 = ExportToS3Operator(
+        task_id="copy_to_s3",
+        export=export_events.output,
+        aws_conn_id="aws_default",
+        bucket="analytics-landing",
+        prefix="mobile_engagement/events/{{ ds }}",
+    )
+    export_events >> copy_to_s3
