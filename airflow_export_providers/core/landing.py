@@ -300,20 +300,47 @@ class _Passthrough:
 
 # ---- writing --------------------------------------------------------------------------------
 class Upload(ABC):
-    """An object being written: invisible under its key until ``commit``; ``abort`` discards it."""
+    """An object being written: invisible under its key until ``commit``; ``abort`` discards it.
 
-    def __init__(self, key: str) -> None:
+    ``abort`` may come from another place than the writing code (``on_kill`` runs in a signal
+    handler): it is idempotent, and a write or commit after it fails instead of starting over.
+    """
+
+    def __init__(self, key: str, writer: ObjectWriter | None = None) -> None:
         self.key = key
         self.written = 0
+        self.aborted = False
+        self._owner = writer
+
+    def write(self, data: bytes) -> None:
+        if self.aborted:
+            raise ExportError(f"the upload of {self.key} was aborted")
+        self._write(data)
+
+    def commit(self) -> None:
+        if self.aborted:
+            raise ExportError(f"the upload of {self.key} was aborted")
+        self._commit()
+        self._release()
+
+    def abort(self) -> None:
+        self.aborted = True
+        self._abort()
+        self._release()
+
+    def _release(self) -> None:
+        if self._owner is not None:
+            self._owner.active.discard(self)
 
     @abstractmethod
-    def write(self, data: bytes) -> None: ...
+    def _write(self, data: bytes) -> None: ...
 
     @abstractmethod
-    def commit(self) -> None: ...
+    def _commit(self) -> None: ...
 
     @abstractmethod
-    def abort(self) -> None: ...
+    def _abort(self) -> None:
+        """Discard what was staged; must be safe to call more than once."""
 
     def landed_size(self) -> int | None:
         """Size of the committed object as the store reports it (a last sanity check)."""
@@ -323,9 +350,22 @@ class Upload(ABC):
 class ObjectWriter(ABC):
     """A destination (bucket, container) that starts uploads under keys."""
 
-    @abstractmethod
+    def __init__(self) -> None:
+        self.active: set[Upload] = set()
+
     def begin(self, key: str, size_hint: int | None = None, part_size: int | None = None) -> Upload:
         """Start an upload; ``size_hint`` (when known) sizes the parts, ``part_size`` overrides the minimum."""
+        upload = self._begin(key, size_hint, part_size)
+        self.active.add(upload)
+        return upload
+
+    def abort_all(self) -> None:
+        """Abort every upload in progress (the task is being killed)."""
+        for upload in list(self.active):
+            upload.abort()
+
+    @abstractmethod
+    def _begin(self, key: str, size_hint: int | None, part_size: int | None) -> Upload: ...
 
     @abstractmethod
     def uri(self, key: str) -> str: ...
@@ -353,6 +393,7 @@ class S3Writer(ObjectWriter):
 
     def __init__(self, bucket: str, aws_conn_id: str | None = "aws_default", *, part_size: int | None = None,
                  client: Any = None, extra_args: dict[str, Any] | None = None) -> None:
+        super().__init__()
         self.bucket = bucket
         self.aws_conn_id = aws_conn_id
         self.min_part = max(int(part_size or S3_DEFAULT_PART), S3_MIN_PART)
@@ -370,7 +411,7 @@ class S3Writer(ObjectWriter):
     def uri(self, key: str) -> str:
         return f"s3://{self.bucket}/{key}"
 
-    def begin(self, key: str, size_hint: int | None = None, part_size: int | None = None) -> Upload:
+    def _begin(self, key: str, size_hint: int | None, part_size: int | None) -> Upload:
         self.abort_stale(key)
         minimum = max(int(part_size), S3_MIN_PART) if part_size else self.min_part
         return _S3Upload(self, key, s3_part_size(size_hint, minimum), grow=size_hint is None)
@@ -393,7 +434,7 @@ class S3Writer(ObjectWriter):
 
 class _S3Upload(Upload):
     def __init__(self, writer: S3Writer, key: str, part_size: int, grow: bool) -> None:
-        super().__init__(key)
+        super().__init__(key, writer)
         self.w = writer
         self.part_size = part_size
         self.grow = grow
@@ -401,7 +442,7 @@ class _S3Upload(Upload):
         self.upload_id: str | None = None
         self.parts: list[dict[str, Any]] = []
 
-    def write(self, data: bytes) -> None:
+    def _write(self, data: bytes) -> None:
         self.buf += data
         self.written += len(data)
         while len(self.buf) >= self.part_size:
@@ -425,7 +466,7 @@ class _S3Upload(Upload):
         if self.grow and number % 1000 == 0:
             self.part_size *= 2
 
-    def commit(self) -> None:
+    def _commit(self) -> None:
         client = self.w.client
         if self.upload_id is None:
             client.put_object(Bucket=self.w.bucket, Key=self.key, Body=bytes(self.buf), **self.w.extra_args)
@@ -439,7 +480,7 @@ class _S3Upload(Upload):
         )
         self.upload_id = None
 
-    def abort(self) -> None:
+    def _abort(self) -> None:
         self.buf = bytearray()
         if self.upload_id is not None:
             upload_id, self.upload_id = self.upload_id, None
@@ -469,6 +510,7 @@ class AzureBlobWriter(ObjectWriter):
 
     def __init__(self, container: str, wasb_conn_id: str = "wasb_default", *, block_size: int | None = None,
                  service: Any = None) -> None:
+        super().__init__()
         self.container = container
         self.wasb_conn_id = wasb_conn_id
         self.block_size = max(int(block_size or AZURE_DEFAULT_BLOCK), 1)
@@ -486,7 +528,7 @@ class AzureBlobWriter(ObjectWriter):
         account = getattr(self.service, "account_name", None) or "account"
         return f"wasbs://{self.container}@{account}.blob.core.windows.net/{key}"
 
-    def begin(self, key: str, size_hint: int | None = None, part_size: int | None = None) -> Upload:
+    def _begin(self, key: str, size_hint: int | None, part_size: int | None) -> Upload:
         blob = self.service.get_blob_client(container=self.container, blob=key)
         return _AzureUpload(self, blob, key, azure_block_size(size_hint, int(part_size) if part_size else self.block_size))
 
@@ -496,14 +538,14 @@ class AzureBlobWriter(ObjectWriter):
 
 class _AzureUpload(Upload):
     def __init__(self, writer: AzureBlobWriter, blob: Any, key: str, block_size: int) -> None:
-        super().__init__(key)
+        super().__init__(key, writer)
         self.w = writer
         self.blob = blob
         self.block_size = block_size
         self.buf = bytearray()
         self.block_ids: list[str] = []
 
-    def write(self, data: bytes) -> None:
+    def _write(self, data: bytes) -> None:
         self.buf += data
         self.written += len(data)
         while len(self.buf) >= self.block_size:
@@ -519,7 +561,7 @@ class _AzureUpload(Upload):
         self.blob.stage_block(block_id=block_id, data=block, length=len(block))
         self.block_ids.append(block_id)
 
-    def commit(self) -> None:
+    def _commit(self) -> None:
         from azure.storage.blob import BlobBlock
 
         if not self.block_ids and not self.buf:
@@ -530,7 +572,7 @@ class _AzureUpload(Upload):
             self.buf = bytearray()
         self.blob.commit_block_list([BlobBlock(block_id=b) for b in self.block_ids])
 
-    def abort(self) -> None:
+    def _abort(self) -> None:
         self.buf = bytearray()
         self.block_ids = []
 

@@ -229,10 +229,16 @@ class ExportTransferOperator(BaseOperator):
             return None
         outputs = []
         for obj in self.landed:
-            scheme_and_bucket, _, path = obj.uri.partition("://")[2].partition("/")
-            outputs.append(Dataset(namespace=obj.uri.split("://", 1)[0] + "://" + scheme_and_bucket, name=path))
+            scheme, _, rest = obj.uri.partition("://")
+            authority, _, path = rest.partition("/")  # bucket, or container@account host
+            outputs.append(Dataset(namespace=f"{scheme}://{authority}", name=path))
         return OperatorLineage(inputs=[], outputs=outputs)
 
     def on_kill(self) -> None:
-        """Nothing staged survives a kill: uploads abort in ``land_file``'s cleanup; log for the record."""
-        self.log.warning("killed while landing; staged parts of the current file are aborted")
+        """Abort the upload in progress: no final object and no open multipart upload survive a kill.
+
+        (A SIGKILLed worker cannot clean up; the retry aborts what it left for the same key.)
+        """
+        if self._writer is not None and self._writer.active:
+            self.log.warning("killed while landing: aborting %d upload(s) in progress", len(self._writer.active))
+            self._writer.abort_all()

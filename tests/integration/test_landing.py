@@ -258,3 +258,46 @@ def test_non_avro_with_convert_is_refused(files: Any, dest: Dest) -> None:
     with pytest.raises(ExportInputError, match=r"convert='csv'.*not Avro"):
         land_file(FilesHook(), export_file(name, data, row_format="csv"), dest.writer, convert="csv")
     assert dest.keys() == [] and dest.pending_uploads() == []
+
+
+class KillingHook(FilesHook):
+    """Calls ``writer.abort_all()`` part-way through the body, as ``on_kill`` does from a SIGTERM handler."""
+
+    def __init__(self, writer: Any, after: int) -> None:
+        super().__init__()
+        self.writer, self.after, self.seen = writer, after, 0
+
+    def open_file(self, file: Any, offset: int = 0) -> Any:
+        stream = super().open_file(file, offset)
+        read = stream.read
+
+        def killing_read(n: int) -> bytes:
+            data = read(n)
+            self.seen += len(data)
+            if self.seen >= self.after and self.writer.active:
+                self.writer.abort_all()
+            return data
+
+        stream.read = killing_read  # type: ignore[method-assign]
+        return stream
+
+
+def test_kill_mid_upload_leaves_nothing(files: Any, dest: Dest) -> None:
+    from airflow_export_providers.core.errors import ExportError
+
+    data = random_bytes(13 * MiB, seed=5)
+    name = put(files, data)
+    with pytest.raises(ExportError, match="aborted"):
+        land_file(KillingHook(dest.writer, after=11 * MiB), export_file(name, data), dest.writer, prefix="kill")
+    assert dest.keys() == [] and dest.pending_uploads() == [] and not dest.writer.active
+
+
+def test_progress_lines_say_bytes_rate_and_eta(files: Any, dest: Dest, caplog: pytest.LogCaptureFixture) -> None:
+    if dest.kind != "s3":
+        pytest.skip("progress reporting does not depend on the destination")
+    data = random_bytes(3 * MiB, seed=6)
+    name = put(files, data)
+    with caplog.at_level("INFO", logger="airflow_export_providers.core.landing"):
+        land_file(FilesHook(), export_file(name, data), dest.writer, progress_interval=0.0)
+    lines = [r.getMessage() for r in caplog.records if "ETA" in r.getMessage()]
+    assert lines and "of 3.0 MiB" in lines[-1] and "/s" in lines[-1]
