@@ -96,6 +96,17 @@ def test_trigger_waits_deferred_until_the_snapshot_lists_its_files(mx: Any) -> N
     assert len(statuses) >= 3, "one check before deferring, at least one 404 in the trigger, then the listing"
 
 
+def test_sensor_poke_mode_without_a_triggerer(mx: Any) -> None:
+    from airflow.sdk import PokeReturnValue
+
+    pending = make_snapshot(mx, ready_after=3600)
+    assert MxSnapshotSensor(task_id="w", snapshot_guid=pending.guid, deferrable=False).poke({}) is False  # type: ignore[arg-type]
+    ready = make_snapshot(mx)
+    result = MxSnapshotSensor(task_id="w", snapshot_guid=ready.guid, deferrable=False).poke({})  # type: ignore[arg-type]
+    assert isinstance(result, PokeReturnValue) and result.is_done
+    assert len(ExportJob.from_dict(result.xcom_value).files) == len(ready.files)
+
+
 def test_operator_polls_until_ready_then_returns_the_files(mx: Any) -> None:
     snap = make_snapshot(mx, ready_after=0.6)
     op = MxSnapshotOperator(task_id="files", snapshot_guid=snap.guid, deferrable=False, poll_interval=0.2)
@@ -371,6 +382,28 @@ def test_listing_shapes_bare_urls_and_resource_names() -> None:
     assert job.files[0].checksum_algorithm == "sha256" and job.files[0].checksum == "a" * 64
 
 
+def test_sandbox_admin_route_creates_a_snapshot(mx: Any, sandbox: Any) -> None:
+    import requests
+
+    guid = new_guid()
+    answer = requests.post(f"{sandbox.url}/_sandbox/mx/snapshots", json={"guid": guid, "ready_after": 0, "url_style": "relative"}, timeout=10)
+    assert answer.status_code == 201 and answer.json()["files"] == len(sb.DEFAULT_LAYOUT) + 4
+    job = hook().get_job(guid)
+    assert job.state == JobState.SUCCESS and job.files[0].key.startswith("/snapshots/")
+    unauthenticated = requests.get(f"{sandbox.url}/snapshots/{guid}/files", headers={"Accept": sb.ACCEPT_JSON}, timeout=10)
+    assert unauthenticated.status_code == 401
+    wrong_accept = requests.get(f"{sandbox.url}/snapshots/{guid}/files", timeout=10,
+                                headers={"Accept": "application/json", "MD-API-KEY": mx.secret("mx-api-key")})
+    assert wrong_accept.status_code == 406
+
+
+def test_resources_from_a_rendered_list_param(mx: Any) -> None:
+    snap = make_snapshot(mx)
+    op = MxSnapshotOperator(task_id="f", snapshot_guid=snap.guid, resources="['goals', 'devices']", deferrable=False)
+    job = ExportJob.from_dict(op.execute({}))  # type: ignore[arg-type]
+    assert [f.resource for f in job.files] == ["goals", "devices"]
+
+
 def test_sandbox_snapshot_clock_is_per_guid(mx: Any) -> None:
     """Any GUID starts its own clock on first sight, with the configured ready time."""
     cfg = mx.vendor_config("mx")
@@ -383,3 +416,63 @@ def test_sandbox_snapshot_clock_is_per_guid(mx: Any) -> None:
     finally:
         cfg.clear()
         cfg.update(saved)
+
+
+# ---- landing (transfers) ------------------------------------------------------------------------
+
+
+def _s3_objects(s3: Any, bucket: str, prefix: str) -> dict[str, bytes]:
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])]
+    return {k: s3.get_object(Bucket=bucket, Key=k)["Body"].read() for k in keys}
+
+
+def test_checksum_mismatch_fails_and_lands_nothing_under_the_key(mx: Any, moto_s3: Any, aws_conn: str) -> None:
+    from airflow_export_providers.core.errors import VerificationError
+    from airflow_export_providers.transfers.export_to_s3 import ExportToS3Operator
+
+    snap = make_snapshot(mx)
+    bad = next(f for f in snap.files if f.resource == "users").name
+    snap.bad_checksum = bad
+    s3 = moto_s3.client()
+    s3.create_bucket(Bucket="mx-checksum")
+    job = MxSnapshotOperator(task_id="files", snapshot_guid=snap.guid, resources=["users"], deferrable=False).execute({})  # type: ignore[arg-type]
+    land = ExportToS3Operator(task_id="land", export=job, bucket="mx-checksum", prefix=f"mx/{snap.guid}", convert="parquet",
+                              asset_alias=False)
+    with pytest.raises(VerificationError, match=r"checksum: md5 expected 0{32}"):
+        land.execute({})  # type: ignore[arg-type]
+    assert _s3_objects(s3, "mx-checksum", f"mx/{snap.guid}/") == {}
+    assert s3.list_multipart_uploads(Bucket="mx-checksum").get("Uploads", []) == []
+
+
+def test_example_dag_waits_then_lands_every_resource_as_parquet(
+    airflow_db: Any, mx: Any, moto_s3: Any, aws_conn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+
+    import pyarrow.parquet as pq
+
+    from tests.support.airflow import load_dag, run_dag, task_states, xcom
+
+    monkeypatch.setenv("MX_SNAPSHOT_POKE_SECONDS", "0.2")
+    snap = make_snapshot(mx, ready_after=1.0, clock_on_first_request=True)
+    s3 = moto_s3.client()
+    s3.create_bucket(Bucket="mx-landing")
+    since = len(mx.requests)
+    run = run_dag(load_dag("mx_snapshot.py"), run_conf={"snapshot_guid": snap.guid})
+    assert task_states(run) == {"wait_for_snapshot": "success", "list_snapshot_files": "success", "land_parquet_in_s3": "success"}
+    polls = listing_calls(mx, snap.guid, since)
+    assert len(polls) >= 3, "the sensor saw the snapshot not ready, waited, then saw it listed"
+
+    landed = _s3_objects(s3, "mx-landing", f"mx/{snap.guid}/")
+    expected = {f"mx/{snap.guid}/{f.resource}/{f.name.removesuffix('.avro.gz')}.parquet": f for f in snap.files}
+    assert set(landed) == set(expected)
+    for key, source in expected.items():
+        table = pq.read_table(io.BytesIO(landed[key]))
+        assert table.num_rows == len(source.records)
+        assert table.column_names == [fld["name"] for fld in source.schema["fields"]]
+        assert table.to_pylist() == source.records, key
+    # The transfer landed in MX's load order and reported each object.
+    report = xcom(run, "land_parquet_in_s3")
+    resources = [item["uri"].split("/")[-2] for item in report]
+    assert list(dict.fromkeys(resources)) == list(MX_LOAD_ORDER)
+    assert sum(item["rows"] for item in report) == sum(len(f.records) for f in snap.files)
