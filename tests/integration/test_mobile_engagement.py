@@ -369,6 +369,78 @@ def test_sensor_waits_for_a_task_started_elsewhere(me: Any) -> None:
     assert all(f["key"].startswith(task_id + "/") for f in result["files"]) and len(result["files"]) == 2
 
 
+
+class _Store:
+    """A task_state_store stand-in: what survives between two tries of one task instance."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {}
+
+    def get(self, key: str) -> Any:
+        return self.values.get(key)
+
+    def set(self, key: str, value: Any, **_: Any) -> None:
+        self.values[key] = value
+
+    def delete(self, key: str) -> None:
+        self.values.pop(key, None)
+
+
+def test_a_retry_resumes_the_task_instead_of_exporting_again(me: Any) -> None:
+    store = _Store()
+    first = op("tokens", wait_for_completion=False).execute(context(task_state_store=store))
+    before = (me.submissions["mobile_engagement"], len(runtime(me)["submits"]))
+    result = op("tokens").execute(context(task_state_store=store))  # the retry
+    assert result["job_id"] == first and result["state"] == "SUCCESS" and len(result["files"]) == 2
+    assert (me.submissions["mobile_engagement"], len(runtime(me)["submits"])) == before  # no new task, no new SAS
+
+
+def test_sensor_fails_with_error_details(me: Any) -> None:
+    me.vendor_config("mobile_engagement")["fail_next"] = 1
+    task_id = op("tags", wait_for_completion=False).execute(context())
+    sensor = MobileEngagementExportSensor(task_id="wait", export_task_id=task_id, container="me-exports", deferrable=False)
+    import time
+
+    for _ in range(50):
+        try:
+            if sensor.poke(context()):
+                raise AssertionError("a Failed task must not count as done")
+        except ExportJobFailed as err:
+            assert "an internal error occurred" in str(err)
+            return
+        time.sleep(0.1)
+    raise AssertionError("the sensor never saw the task fail")
+
+
+def test_trigger_refreshes_a_revoked_token_once(me: Any) -> None:
+    """The triggerer's aio credential: ARM answers 401 to a revoked token; one fresh token fixes it."""
+    from airflow_export_providers.core.trigger import ExportJobTrigger
+
+    me.vendor_config("mobile_engagement").update(pending_seconds=0.2, running_seconds=1.5)
+    task_id = op("tags", wait_for_completion=False).execute(context())
+    rt = runtime(me)
+    trigger = ExportJobTrigger(hook_class=f"{MobileEngagementHook.__module__}.MobileEngagementHook",
+                               conn_id="azure_mobile_engagement_default", job_id=task_id, poll_interval=0.3,
+                               hook_kwargs={"container": "me-exports"})
+
+    async def wait() -> list[Any]:
+        return [event async for event in trigger.run()]
+
+    async def revoke_soon() -> None:
+        await asyncio.sleep(0.5)
+        rt["tokens"].clear()
+
+    async def both() -> list[Any]:
+        _, events = await asyncio.gather(revoke_soon(), wait())
+        return events
+
+    mark = len(rt["arm_auth"])
+    events = asyncio.run(both())
+    assert events[0].payload["status"] == "success" and len(events[0].payload["job"]["files"]) == 2
+    statuses = [status for method, path, _, status in rt["arm_auth"][mark:] if path.endswith(task_id)]
+    assert statuses.count(401) == 1 and statuses[-1] == 200
+
+
 # ---- real Airflow runs (dag.test()) -------------------------------------------------------------
 def _ensure_bucket(moto_s3: Any, bucket: str) -> None:
     s3 = moto_s3.client()
