@@ -196,6 +196,31 @@ class MxSnapshotsHook(ExportHook):
     def status_request(self, job_id: str) -> Request:
         return Request("GET", self.listing_url(job_id), headers={"Accept": ACCEPT_JSON})
 
+    # ---- paginated listings ------------------------------------------------------------------
+    # MX's APIs page long lists (``?page=N`` and an answer carrying ``pagination.total_pages``):
+    # reading only the first page would silently drop files, so every page is read and merged.
+    def _page_request(self, guid: str, page: int) -> Request:
+        req = self.status_request(guid)
+        req.params = {"page": page}
+        return req
+
+    def get_job(self, job_id: str) -> ExportJob:
+        try:
+            first = self.client.json(self.status_request(job_id))
+            pages = [self.client.json(self._page_request(job_id, n)) for n in _more_pages(first)]
+        except VendorHTTPError as err:
+            return self._stamp(self.job_from_error(job_id, err))
+        return self._stamp(self.parse_job(job_id, _merge_pages(first, pages)))
+
+    async def aget_job(self, job_id: str) -> ExportJob:
+        await self.aconnect()
+        try:
+            first = await self.aclient.json(self.status_request(job_id))
+            pages = [await self.aclient.json(self._page_request(job_id, n)) for n in _more_pages(first)]
+        except VendorHTTPError as err:
+            return self._stamp(self.job_from_error(job_id, err))
+        return self._stamp(self.parse_job(job_id, _merge_pages(first, pages)))
+
     def job_from_error(self, job_id: str, error: VendorHTTPError) -> ExportJob:
         if error.status == 404:
             return self._job(job_id, JobState.PENDING, "not_ready", "snapshot not listed yet (404): MX is still generating it")
@@ -310,8 +335,9 @@ class MxSnapshotsHook(ExportHook):
         return Request("GET", target, headers={"Accept": ACCEPT_AVRO}, auth=same)
 
     def _relisted_url(self, file: ExportFile) -> str:
-        payload = self.client.json(self.status_request(file.job_id))
-        entries, _ = self._entries(payload)
+        first = self.client.json(self.status_request(file.job_id))
+        pages = [self.client.json(self._page_request(file.job_id, n)) for n in _more_pages(first)]
+        entries, _ = self._entries(_merge_pages(first, pages))
         for i, entry in enumerate(entries):
             if isinstance(entry, dict) and str(entry.get("name") or i) == file.key:
                 url = entry.get("url") or entry.get("href") or entry.get("download_url")
@@ -340,6 +366,35 @@ class MxSnapshotsHook(ExportHook):
                 if probe.status not in (404, 410):
                     raise
         return f"MX accepted the credentials ({self.auth_style}) at {self.base_url}"
+
+
+MAX_PAGES = 10_000
+
+
+def _more_pages(payload: Any) -> range:
+    """Pages still to read after ``payload`` (none when the answer carries no pagination)."""
+    info = payload.get("pagination") if isinstance(payload, dict) else None
+    if not isinstance(info, dict):
+        return range(0)
+    try:
+        current = int(info.get("current_page") or 1)
+        total = int(info.get("total_pages") or 1)
+    except (TypeError, ValueError):
+        raise VendorHTTPError(VENDOR, 200, f"listing: unreadable pagination {info!r}") from None
+    if total > MAX_PAGES:
+        raise VendorHTTPError(VENDOR, 200, f"listing: pagination.total_pages {total} is beyond {MAX_PAGES}")
+    return range(current + 1, total + 1)
+
+
+def _merge_pages(first: Any, pages: list[Any]) -> Any:
+    """One listing from several pages: the entries of all pages, the metadata of the first."""
+    if not pages:
+        return first
+    entries, meta = MxSnapshotsHook._entries(first)
+    merged = list(entries)
+    for page in pages:
+        merged.extend(MxSnapshotsHook._entries(page)[0])
+    return {**meta, "files": merged}
 
 
 def _register_query_secrets(url: str) -> None:

@@ -273,6 +273,7 @@ class Snapshot:
     not_ready: str = "404"  # "404" or "empty": how a snapshot being generated answers
     url_style: str = "absolute"  # absolute | relative | none (names only) | signed | other_origin
     bad_checksum: str | None = None  # a file name whose listed checksum is wrong
+    per_page: int | None = None  # page the listing (?page=N, pagination object) like MX's list endpoints
     clock_on_first_request: bool = False  # start the ready_after clock when the listing is first read
     files: list[SnapshotFile] = field(default_factory=list)
 
@@ -408,10 +409,18 @@ async def _listing(request: web.Request) -> web.Response:
         elif snap.url_style == "signed":
             entry["url"] = f"{origin}{path}?token={state.secret('mx-link-token')}"
         entries.append(entry)
-    return web.json_response({
-        "snapshot": {"guid": snap.guid, "status": "READY", "generated_at": snap.generated()},
-        "files": entries,
-    })
+    answer: dict[str, Any] = {"snapshot": {"guid": snap.guid, "status": "READY", "generated_at": snap.generated()}}
+    if snap.per_page:
+        try:
+            page = max(1, int(request.query.get("page", "1")))
+        except ValueError:
+            return _error(400, "Bad Request: page must be a number")
+        total_pages = max(1, -(-len(entries) // snap.per_page))
+        answer["pagination"] = {"current_page": page, "per_page": snap.per_page, "total_entries": len(entries),
+                                "total_pages": total_pages}
+        entries = entries[(page - 1) * snap.per_page: page * snap.per_page]
+    answer["files"] = entries
+    return web.json_response(answer)
 
 
 async def _download(request: web.Request) -> web.StreamResponse:

@@ -266,6 +266,27 @@ def test_listing_urls_absolute_relative_names_only_or_signed(mx: Any, url_style:
     assert hashlib.md5(download(h, file)).hexdigest() == file.checksum
 
 
+@pytest.mark.parametrize("url_style", ["absolute", "signed"])
+def test_paginated_listing_reads_every_page(mx: Any, url_style: str) -> None:
+    snap = make_snapshot(mx, per_page=4, url_style=url_style)
+    h = hook()
+    since = len(mx.requests)
+    job = h.get_job(snap.guid)
+    assert sorted(f.extra["file_name"] for f in job.files) == sorted(f.name for f in snap.files)
+    assert len(listing_calls(mx, snap.guid, since)) == 3  # 11 files, 4 per page
+    ajob = asyncio.run(_aget(h, snap.guid))
+    assert [f.name for f in ajob.files] == [f.name for f in job.files]
+    last = job.files[-1]  # on the last page: a signed link is found again by reading every page
+    assert hashlib.md5(download(h, last)).hexdigest() == last.checksum
+
+
+async def _aget(h: MxSnapshotsHook, guid: str) -> ExportJob:
+    try:
+        return await h.aget_job(guid)
+    finally:
+        await h.aclose()
+
+
 def test_credentials_never_go_to_another_origin(mx: Any) -> None:
     snap = make_snapshot(mx, url_style="other_origin")
     h = hook()
