@@ -24,6 +24,8 @@ import socket
 import time
 import zlib
 from abc import ABC, abstractmethod
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -375,6 +377,46 @@ class ObjectWriter(ABC):
         """Remove a committed object (used when a post-commit check finds it wrong)."""
 
 
+class _Sender:
+    """Sends parts in the background, at most ``concurrency`` at a time, results kept in order.
+
+    Downloading the next part while the previous one uploads roughly halves the wall time on real
+    networks; memory stays bounded at about ``concurrency + 1`` parts. ``concurrency=1`` sends inline.
+    """
+
+    def __init__(self, concurrency: int) -> None:
+        self.concurrency = max(int(concurrency), 1)
+        self.pending: deque[Future[Any]] = deque()
+        self.results: list[Any] = []
+        self._pool: ThreadPoolExecutor | None = None
+
+    def submit(self, fn: Any, *args: Any, **kwargs: Any) -> None:
+        if self.concurrency == 1:
+            self.results.append(fn(*args, **kwargs))
+            return
+        while len(self.pending) >= self.concurrency:
+            self.results.append(self.pending.popleft().result())
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="export-upload")
+        self.pending.append(self._pool.submit(fn, *args, **kwargs))
+
+    def drain(self) -> list[Any]:
+        """Wait for every part; the first failure is raised."""
+        while self.pending:
+            self.results.append(self.pending.popleft().result())
+        self.close()
+        return self.results
+
+    def close(self) -> None:
+        for future in self.pending:
+            future.cancel()
+        self.pending.clear()
+        if self._pool is not None:
+            # parts already on the wire finish first, so an abort that follows really is the last word
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+
 def s3_part_size(size: int | None, minimum: int = S3_DEFAULT_PART) -> int:
     """Part size for a known size: at least ``minimum`` and big enough to stay under 10,000 parts."""
     if not size:
@@ -392,8 +434,9 @@ class S3Writer(ObjectWriter):
     """
 
     def __init__(self, bucket: str, aws_conn_id: str | None = "aws_default", *, part_size: int | None = None,
-                 client: Any = None, extra_args: dict[str, Any] | None = None) -> None:
+                 client: Any = None, extra_args: dict[str, Any] | None = None, concurrency: int = 2) -> None:
         super().__init__()
+        self.concurrency = concurrency
         self.bucket = bucket
         self.aws_conn_id = aws_conn_id
         self.min_part = max(int(part_size or S3_DEFAULT_PART), S3_MIN_PART)
@@ -440,7 +483,8 @@ class _S3Upload(Upload):
         self.grow = grow
         self.buf = bytearray()
         self.upload_id: str | None = None
-        self.parts: list[dict[str, Any]] = []
+        self.sender = _Sender(writer.concurrency)
+        self.numbers = 0
 
     def _write(self, data: bytes) -> None:
         self.buf += data
@@ -458,13 +502,17 @@ class _S3Upload(Upload):
         if self.upload_id is None:
             resp = client.create_multipart_upload(Bucket=self.w.bucket, Key=self.key, **self.w.extra_args)
             self.upload_id = resp["UploadId"]
-        number = len(self.parts) + 1
+        self.numbers += 1
+        number = self.numbers
         if number > S3_MAX_PARTS:
             raise ExportError(f"{self.w.uri(self.key)}: more than {S3_MAX_PARTS} parts; raise part_size")
-        resp = client.upload_part(Bucket=self.w.bucket, Key=self.key, UploadId=self.upload_id, PartNumber=number, Body=part)
-        self.parts.append({"PartNumber": number, "ETag": resp["ETag"]})
+        self.sender.submit(self._upload_part, client, self.upload_id, number, part)
         if self.grow and number % 1000 == 0:
             self.part_size *= 2
+
+    def _upload_part(self, client: Any, upload_id: str, number: int, part: bytes) -> dict[str, Any]:
+        resp = client.upload_part(Bucket=self.w.bucket, Key=self.key, UploadId=upload_id, PartNumber=number, Body=part)
+        return {"PartNumber": number, "ETag": resp["ETag"]}
 
     def _commit(self) -> None:
         client = self.w.client
@@ -475,13 +523,15 @@ class _S3Upload(Upload):
         if self.buf:
             self._send(bytes(self.buf))
             self.buf = bytearray()
+        parts = self.sender.drain()
         client.complete_multipart_upload(
-            Bucket=self.w.bucket, Key=self.key, UploadId=self.upload_id, MultipartUpload={"Parts": self.parts}
+            Bucket=self.w.bucket, Key=self.key, UploadId=self.upload_id, MultipartUpload={"Parts": parts}
         )
         self.upload_id = None
 
     def _abort(self) -> None:
         self.buf = bytearray()
+        self.sender.close()
         if self.upload_id is not None:
             upload_id, self.upload_id = self.upload_id, None
             try:
@@ -509,8 +559,9 @@ class AzureBlobWriter(ObjectWriter):
     """
 
     def __init__(self, container: str, wasb_conn_id: str = "wasb_default", *, block_size: int | None = None,
-                 service: Any = None) -> None:
+                 service: Any = None, concurrency: int = 2) -> None:
         super().__init__()
+        self.concurrency = concurrency
         self.container = container
         self.wasb_conn_id = wasb_conn_id
         self.block_size = max(int(block_size or AZURE_DEFAULT_BLOCK), 1)
@@ -544,6 +595,7 @@ class _AzureUpload(Upload):
         self.block_size = block_size
         self.buf = bytearray()
         self.block_ids: list[str] = []
+        self.sender = _Sender(writer.concurrency)
 
     def _write(self, data: bytes) -> None:
         self.buf += data
@@ -558,8 +610,8 @@ class _AzureUpload(Upload):
             raise ExportError(f"{self.w.uri(self.key)}: more than {AZURE_MAX_BLOCKS} blocks; raise the block size")
         # fixed-length ids: Azure requires every block id of a blob to have the same length
         block_id = base64.b64encode(f"aep-{len(self.block_ids):08d}".encode()).decode("ascii")
-        self.blob.stage_block(block_id=block_id, data=block, length=len(block))
         self.block_ids.append(block_id)
+        self.sender.submit(self.blob.stage_block, block_id=block_id, data=block, length=len(block))
 
     def _commit(self) -> None:
         from azure.storage.blob import BlobBlock
@@ -570,10 +622,12 @@ class _AzureUpload(Upload):
         if self.buf:
             self._stage(bytes(self.buf))
             self.buf = bytearray()
+        self.sender.drain()
         self.blob.commit_block_list([BlobBlock(block_id=b) for b in self.block_ids])
 
     def _abort(self) -> None:
         self.buf = bytearray()
+        self.sender.close()
         self.block_ids = []
 
     def landed_size(self) -> int | None:

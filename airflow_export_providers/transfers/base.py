@@ -69,6 +69,8 @@ class ExportTransferOperator(BaseOperator):
     :param part_size: minimum multipart part / block size in bytes (default 8 MiB; raised for big files).
     :param batch_rows: rows per write when converting (and per Parquet row group by default).
     :param row_group_rows: Parquet row-group size limit in rows.
+    :param upload_concurrency: parts / blocks uploaded at the same time while the next one downloads
+        (memory: about ``upload_concurrency + 1`` parts).
     :param asset_alias: name of the AssetAlias the landed objects are emitted under (default
         ``export-landing/{dag_id}/{task_id}``); False turns Asset events off.
     """
@@ -88,6 +90,7 @@ class ExportTransferOperator(BaseOperator):
         part_size: int | None = None,
         batch_rows: int = 10_000,
         row_group_rows: int | None = None,
+        upload_concurrency: int = 2,
         asset_alias: str | bool | None = None,
         **kwargs: Any,
     ) -> None:
@@ -103,6 +106,7 @@ class ExportTransferOperator(BaseOperator):
         self.part_size = part_size
         self.batch_rows = batch_rows
         self.row_group_rows = row_group_rows
+        self.upload_concurrency = upload_concurrency
         self.asset_alias: str | None = None
         if asset_alias is not False:
             from airflow.sdk import AssetAlias
@@ -136,7 +140,8 @@ class ExportTransferOperator(BaseOperator):
             raise ExportInputError(f"prefix: expected a string, got {type(self.prefix).__name__}")
         if self.order is not None and not all(isinstance(o, str) for o in self.order):
             raise ExportInputError(f"order: expected a list of resource names, got {self.order!r}")
-        for name, value in (("part_size", self.part_size), ("batch_rows", self.batch_rows), ("row_group_rows", self.row_group_rows)):
+        for name, value in (("part_size", self.part_size), ("batch_rows", self.batch_rows), ("row_group_rows", self.row_group_rows),
+                            ("upload_concurrency", self.upload_concurrency)):
             if value is not None and (not isinstance(value, int) or value <= 0):
                 raise ExportInputError(f"{name}: expected a positive integer, got {value!r}")
         job = parse_export(self.export)

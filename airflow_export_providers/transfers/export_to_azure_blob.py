@@ -44,4 +44,4 @@ class ExportToAzureBlobOperator(ExportTransferOperator):
         return self.container
 
     def make_writer(self) -> ObjectWriter:
-        return AzureBlobWriter(self.container, self.wasb_conn_id, block_size=self.part_size)
+        return AzureBlobWriter(self.container, self.wasb_conn_id, block_size=self.part_size, concurrency=self.upload_concurrency)

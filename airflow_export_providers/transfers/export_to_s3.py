@@ -47,4 +47,5 @@ class ExportToS3Operator(ExportTransferOperator):
         return self.bucket
 
     def make_writer(self) -> ObjectWriter:
-        return S3Writer(self.bucket, self.aws_conn_id, part_size=self.part_size, extra_args=self.extra_args)
+        return S3Writer(self.bucket, self.aws_conn_id, part_size=self.part_size, extra_args=self.extra_args,
+                        concurrency=self.upload_concurrency)

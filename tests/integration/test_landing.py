@@ -88,7 +88,9 @@ def put(state: Any, data: bytes, name: str | None = None) -> str:
     return name
 
 
-def test_file_bigger_than_several_parts(files: Any, dest: Dest) -> None:
+@pytest.mark.parametrize("concurrency", [1, 3])
+def test_file_bigger_than_several_parts(files: Any, dest: Dest, concurrency: int) -> None:
+    dest.writer.concurrency = concurrency  # parts sent inline, or several in the background
     data = random_bytes(17 * MiB + 123, seed=1)
     name = put(files, data, "big.bin")
     f = export_file(name, data, checksum=hashlib.sha256(data).hexdigest(), checksum_algorithm="sha256")
