@@ -160,6 +160,8 @@ def make_tls_material(folder: Path) -> tuple[Path, Path, Path]:
 
 
 # ---- Azure AD ---------------------------------------------------------------------------------
+_AAD_RUNNER = web.AppKey("mobile_engagement_aad", web.AppRunner)
+
 def _aad_base(request: web.Request, tenant: str) -> str:
     return f"https://{request.host}/{tenant}"
 
@@ -231,11 +233,11 @@ async def _start_aad(app: web.Application) -> None:
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     cfg["aad_url"] = f"https://{host}:{port}"
     cfg["ca_bundle"] = str(ca_path)
-    app["mobile_engagement_aad"] = runner
+    app[_AAD_RUNNER] = runner
 
 
 async def _stop_aad(app: web.Application) -> None:
-    runner = app.get("mobile_engagement_aad")
+    runner = app.get(_AAD_RUNNER)
     if runner is not None:
         await runner.cleanup()
 
@@ -354,7 +356,7 @@ def _check_container_url(value: Any) -> str | None:
     if not isinstance(value, str):
         return "containerUrl must be a string."
     parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc or parts.path.strip("/").count("/") < 0:
+    if parts.scheme not in ("http", "https") or not parts.netloc or not parts.path.strip("/"):
         return "containerUrl must be an absolute URL of a blob container."
     query = parse_qs(parts.query)
     if "sig" not in query or "sp" not in query or "se" not in query:
