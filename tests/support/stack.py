@@ -31,7 +31,7 @@ class AirflowStack:
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
             "AIRFLOW__CORE__PARALLELISM": "4",
-            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{self.port}/execution/",
             "AIRFLOW__API__PORT": str(self.port),
@@ -103,17 +103,29 @@ class AirflowStack:
         raise TimeoutError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
     # ---- REST API (what the UI calls) --------------------------------------------------------
-    def wait_dag(self, dag_id: str, timeout: float = 120) -> None:
+    @staticmethod
+    def _call(method: str, url: str, **kwargs: Any) -> requests.Response:
+        """SQLite allows one writer: under load the api-server can answer 500 'database is locked'."""
+        for attempt in range(5):
+            resp = requests.request(method, url, timeout=30, **kwargs)
+            if resp.status_code < 500:
+                break
+            time.sleep(2 * (attempt + 1))
+        resp.raise_for_status()
+        return resp
+
+    def wait_dag(self, dag_id: str, timeout: float = 120, unpause: bool = True) -> None:
+        """Wait until the dag-processor parsed ``dag_id``; unpause it (DAGs start paused here)."""
         self.wait_for(lambda: requests.get(f"{self.api}/dags/{dag_id}", timeout=5).status_code == 200, timeout, f"DAG {dag_id} parsed")
+        if unpause:
+            self._call("PATCH", f"{self.api}/dags/{dag_id}", json={"is_paused": False})
 
     def trigger(self, dag_id: str, conf: dict[str, Any] | None = None, logical_date: str | None = None) -> str:
-        resp = requests.post(f"{self.api}/dags/{dag_id}/dagRuns", json={"conf": conf or {}, "logical_date": logical_date}, timeout=10)
-        resp.raise_for_status()
+        resp = self._call("POST", f"{self.api}/dags/{dag_id}/dagRuns", json={"conf": conf or {}, "logical_date": logical_date})
         return str(resp.json()["dag_run_id"])
 
     def run_state(self, dag_id: str, run_id: str) -> str:
-        resp = requests.get(f"{self.api}/dags/{dag_id}/dagRuns/{run_id}", timeout=10)
-        resp.raise_for_status()
+        resp = self._call("GET", f"{self.api}/dags/{dag_id}/dagRuns/{run_id}")
         return str(resp.json()["state"])
 
     def wait_run(self, dag_id: str, run_id: str, timeout: float = 180) -> str:
@@ -122,19 +134,16 @@ class AirflowStack:
         ))
 
     def task_instances(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
-        resp = requests.get(f"{self.api}/dags/{dag_id}/dagRuns/{run_id}/taskInstances", timeout=10)
-        resp.raise_for_status()
+        resp = self._call("GET", f"{self.api}/dags/{dag_id}/dagRuns/{run_id}/taskInstances")
         return list(resp.json()["task_instances"])
 
     def backfill(self, dag_id: str, from_date: str, to_date: str, reprocess: str = "completed") -> dict[str, Any]:
-        resp = requests.post(f"{self.api}/backfills", json={
+        resp = self._call("POST", f"{self.api}/backfills", json={
             "dag_id": dag_id, "from_date": from_date, "to_date": to_date, "reprocess_behavior": reprocess,
             "max_active_runs": 3, "run_backwards": False, "dag_run_conf": {},
-        }, timeout=10)
-        resp.raise_for_status()
+        })
         return dict(resp.json())
 
     def dag_runs(self, dag_id: str) -> list[dict[str, Any]]:
-        resp = requests.get(f"{self.api}/dags/{dag_id}/dagRuns", params={"limit": 100}, timeout=10)
-        resp.raise_for_status()
+        resp = self._call("GET", f"{self.api}/dags/{dag_id}/dagRuns", params={"limit": 100})
         return list(resp.json()["dag_runs"])
