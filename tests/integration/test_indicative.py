@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from typing import Any
 
 import pytest
@@ -13,7 +14,7 @@ from airflow_export_providers.core.errors import ExportInputError, ExportJobFail
 from airflow_export_providers.core.hook import iter_stream
 from airflow_export_providers.core.http import RetryPolicy
 from airflow_export_providers.core.job import ExportJob, JobState
-from airflow_export_providers.hooks.indicative import IndicativeHook
+from airflow_export_providers.hooks.indicative import IndicativeHook, segment_slug
 from airflow_export_providers.operators.indicative import (
     IndicativeListSegmentsOperator,
     IndicativeSegmentExportOperator,
@@ -397,3 +398,169 @@ def test_trigger_reports_403_as_error(indicative: Any) -> None:
 
     [event] = asyncio.run(asyncio.wait_for(events(), 30))
     assert event["status"] == "error" and "Pro or Enterprise" in event["message"]
+
+
+# ---- example DAGs with dag.test() -------------------------------------------------------------------
+
+DS_DAILY = {False: datetime(2026, 3, 1, tzinfo=timezone.utc), True: datetime(2026, 3, 2, tzinfo=timezone.utc)}
+DS_MAPPED = {False: datetime(2026, 3, 3, tzinfo=timezone.utc), True: datetime(2026, 3, 4, tzinfo=timezone.utc)}
+AIOHTTP_UA = "aiohttp"  # the trigger polls with the async client; the worker's polls come from requests
+
+
+def trigger_polls(state: Any, since: int) -> int:
+    return sum(
+        1 for r in state.requests[since:]
+        if r["path"].startswith(EXPORT) and r["method"] == "GET" and AIOHTTP_UA in r["headers"].get("User-Agent", "")
+    )
+
+
+def ti_states(run: Any) -> list[tuple[str, int, str]]:
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        tis = session.query(TaskInstance).filter(TaskInstance.dag_id == run.dag_id, TaskInstance.run_id == run.run_id).all()
+        return sorted((ti.task_id, ti.map_index, str(ti.state)) for ti in tis)
+
+
+@pytest.mark.parametrize("deferrable", [False, True], ids=["worker", "deferred"])
+def test_daily_segment_dag_lands_in_azure_blob(indicative: Any, airflow_db: Any, wasb_conn: str, azurite: Any, deferrable: bool) -> None:
+    from tests.support.airflow import load_dag, run_dag, xcom
+
+    dag = load_dag("indicative_segment_daily.py")
+    export = dag.task_dict["export_segment"]
+    export.poll_interval, export.deferrable = 0.2, deferrable
+    container = azurite.service().get_container_client("indicative")
+    if not container.exists():
+        container.create_container()
+    since, before = len(indicative.requests), indicative.submissions["indicative"]
+    run = run_dag(dag, logical_date=DS_DAILY[deferrable])
+    assert str(run.state) == "success", ti_states(run)
+    assert ti_states(run) == [("export_segment", -1, "success"), ("land_in_blob", -1, "success")]
+    assert indicative.submissions["indicative"] == before + 1
+    assert (trigger_polls(indicative, since) > 0) is deferrable
+    job = ExportJob.from_dict(xcom(run, "export_segment"))
+    assert job.extra["segment_name"] == "Recent Registrants" and job.extra["segment_type"] == "Dynamic"
+    assert job.extra["segment_id"] == RECENT and job.extra["last_run"]
+    ds = DS_DAILY[deferrable].strftime("%Y-%m-%d")
+    blob = container.download_blob(f"segments/{ds}/recent-registrants-82200474.csv").readall()
+    assert blob == sb.segment_csv(RECENT)
+    assert len(blob.decode().splitlines()) == 1 + len(sb.segment_rows(RECENT))
+    landed = xcom(run, "land_in_blob")
+    assert [item["uri"].rsplit("/", 1)[1] for item in landed] == ["recent-registrants-82200474.csv"]
+
+
+@pytest.mark.parametrize("deferrable", [False, True], ids=["worker", "deferred"])
+def test_dynamic_segments_dag_maps_one_export_per_segment(
+    indicative: Any, airflow_db: Any, moto_s3: Any, deferrable: bool
+) -> None:
+    from tests.support.airflow import load_dag, run_dag
+
+    dag = load_dag("indicative_dynamic_segments.py")
+    mapped = dag.task_dict["export_segment"]
+    mapped.partial_kwargs["poll_interval"] = 0.2
+    mapped.partial_kwargs["deferrable"] = deferrable
+    s3 = moto_s3.client()
+    try:
+        s3.create_bucket(Bucket="analytics-landing")
+    except s3.exceptions.BucketAlreadyOwnedByYou:
+        pass
+    dynamic = [s for s in sb.SEGMENTS if s["type"] == "Dynamic"]
+    since, before = len(indicative.requests), indicative.submissions["indicative"]
+    run = run_dag(dag, logical_date=DS_MAPPED[deferrable])
+    assert str(run.state) == "success", ti_states(run)
+    states = ti_states(run)
+    assert states.count(("list_dynamic_segments", -1, "success")) == 1
+    for task_id in ("export_segment", "land_in_s3"):
+        assert [s for s in states if s[0] == task_id] == [(task_id, i, "success") for i in range(len(dynamic))]
+    assert indicative.submissions["indicative"] == before + len(dynamic)
+    assert (trigger_polls(indicative, since) > 0) is deferrable
+    prefix = f"indicative/segments/{DS_MAPPED[deferrable].strftime('%Y-%m-%d')}/"
+    listed = s3.list_objects_v2(Bucket="analytics-landing", Prefix=prefix).get("Contents", [])
+    expected = {f"{prefix}{segment_slug(s['name'])}-{s['segmentId'][:8]}.csv": s["segmentId"] for s in dynamic}
+    assert {o["Key"] for o in listed} == set(expected)
+    for key, seg_id in expected.items():
+        assert s3.get_object(Bucket="analytics-landing", Key=key)["Body"].read() == sb.segment_csv(seg_id)
+
+
+class CuttingProxy:
+    """A loopback TCP proxy in front of moto that drops the first object download half-way (a real broken read)."""
+
+    def __init__(self, upstream_port: int, cut_after: int) -> None:
+        import socket
+        import threading
+
+        self.upstream_port, self.cut_after, self.cuts = upstream_port, cut_after, 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.ranges: list[str] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        import socket
+        import threading
+
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+            threading.Thread(target=self._pipe, args=(client, upstream, True), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(upstream, client, False), daemon=True).start()
+
+    def _pipe(self, src: Any, dst: Any, request: bool) -> None:
+        import socket
+
+        sent = 0
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                if request and data.startswith(b"GET "):
+                    head = data.split(b"\r\n\r\n", 1)[0].decode("latin-1").lower()
+                    self.ranges += [line.split(":", 1)[1].strip() for line in head.split("\r\n") if line.startswith("range:")]
+                    self.cut_next = self.cuts == 0 and "range:" not in head
+                if not request and getattr(self, "cut_next", False) and sent + len(data) > self.cut_after:
+                    dst.sendall(data[: self.cut_after - sent])
+                    self.cuts += 1
+                    self.cut_next = False
+                    break
+                dst.sendall(data)
+                sent += len(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)  # wakes the other direction's blocked recv (close alone would not)
+                except OSError:
+                    pass
+                try:
+                    s.close()
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_broken_s3_download_resumes_with_range(indicative: Any, moto_s3: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A read that breaks half-way resumes from the last good byte with an S3 Range GET, landing identical bytes."""
+    from airflow_export_providers.core.landing import ResumableReader
+
+    job = completed_export(fast_hook(), RECENT)
+    proxy = CuttingProxy(moto_s3.port, cut_after=2500)
+    try:
+        set_connection(monkeypatch, "aws_cut", {"conn_type": "aws", "login": "testing", "password": "testing",
+                                                "extra": {"endpoint_url": f"http://127.0.0.1:{proxy.port}", "region_name": "us-east-1"}})
+        reader = ResumableReader(IndicativeHook(aws_conn_id="aws_cut"), job.files[0], backoff=0.01)
+        data = b""
+        while chunk := reader.read(1024):
+            data += chunk
+    finally:
+        proxy.close()
+    assert data == sb.segment_csv(RECENT)
+    assert proxy.cuts == 1 and reader.resumes == 1
+    assert len(proxy.ranges) == 1 and proxy.ranges[0].startswith("bytes=") and proxy.ranges[0] != "bytes=0-"
