@@ -497,3 +497,43 @@ def test_example_dag_waits_then_lands_every_resource_as_parquet(
     resources = [item["uri"].split("/")[-2] for item in report]
     assert list(dict.fromkeys(resources)) == list(MX_LOAD_ORDER)
     assert sum(item["rows"] for item in report) == sum(len(f.records) for f in snap.files)
+
+
+def test_jsonl_and_csv_into_azure_and_raw_gz_into_s3(mx: Any, azurite: Any, wasb_conn: str, moto_s3: Any, aws_conn: str) -> None:
+    import csv
+    import io
+
+    from azure.core.exceptions import ResourceExistsError
+
+    from airflow_export_providers.transfers.export_to_azure_blob import ExportToAzureBlobOperator
+    from airflow_export_providers.transfers.export_to_s3 import ExportToS3Operator
+
+    snap = make_snapshot(mx)
+    job = MxSnapshotOperator(task_id="f", snapshot_guid=snap.guid, resources=["transactions", "notification_profiles"],
+                             deferrable=False).execute({})  # type: ignore[arg-type]
+    source = {f"{f.resource}/{f.name}": f for f in snap.files if f.resource in ("transactions", "notification_profiles")}
+    try:
+        azurite.service().create_container("mx-snapshots")
+    except ResourceExistsError:
+        pass
+    container = azurite.service().get_container_client("mx-snapshots")
+    for fmt in ("jsonl", "csv"):
+        ExportToAzureBlobOperator(task_id=f"az_{fmt}", export=job, container="mx-snapshots", prefix=f"{snap.guid}/{fmt}", convert=fmt,
+                                  asset_alias=False).execute({})  # type: ignore[arg-type]
+        for name, truth in source.items():
+            blob = f"{snap.guid}/{fmt}/{name.removesuffix('.avro.gz')}.{fmt}"
+            text = container.download_blob(blob).readall().decode()
+            if fmt == "jsonl":
+                rows = [json.loads(line) for line in text.splitlines() if line]
+                assert rows == truth.records, blob
+            else:
+                parsed = list(csv.DictReader(io.StringIO(text)))
+                assert len(parsed) == len(truth.records), blob
+                if truth.records:
+                    assert list(parsed[0]) == [f["name"] for f in truth.schema["fields"]]  # evolved file: extra column
+                    assert [r["guid"] for r in parsed] == [r["guid"] for r in truth.records]
+    s3 = moto_s3.client()
+    s3.create_bucket(Bucket="mx-raw")
+    ExportToS3Operator(task_id="raw", export=job, bucket="mx-raw", prefix=snap.guid, asset_alias=False).execute({})  # type: ignore[arg-type]
+    landed = _s3_objects(s3, "mx-raw", f"{snap.guid}/")
+    assert landed == {f"{snap.guid}/{name}": truth.data for name, truth in source.items()}
