@@ -303,3 +303,9 @@ def test_progress_lines_say_bytes_rate_and_eta(files: Any, dest: Dest, caplog: p
         land_file(FilesHook(), export_file(name, data), dest.writer, progress_interval=0.0)
     lines = [r.getMessage() for r in caplog.records if "ETA" in r.getMessage()]
     assert lines and "of 3.0 MiB" in lines[-1] and "/s" in lines[-1]
+
+
+def test_empty_file_lands_as_an_empty_object(files: Any, dest: Dest) -> None:
+    name = put(files, b"")
+    landed = land_file(FilesHook(), export_file(name, b"", rows=0, row_format="jsonl"), dest.writer, prefix="e")
+    assert landed.size == 0 and landed.rows == 0 and dest.read(landed.key) == b""
