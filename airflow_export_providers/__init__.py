@@ -128,7 +128,8 @@ def get_provider_info() -> dict[str, Any]:
         "sensors": [{"integration-name": integration, "python-modules": modules["sensors"]}],
         "triggers": [{"integration-name": integration, "python-modules": modules["triggers"]}],
         "transfers": [
-            {"source-integration-name": integration, "target-integration-name": "Amazon Simple Storage Service (S3)",
+            {"source-integration-name": integration,
+             "target-integration-name": "Microsoft Azure Blob Storage" if m.endswith("azure_blob") else "Amazon Simple Storage Service (S3)",
              "python-module": m}
             for m in modules["transfers"]
         ],
