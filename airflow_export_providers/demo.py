@@ -180,6 +180,11 @@ def main() -> int:
         for dag_id in sorted(bag.dags):
             dag = bag.dags[dag_id]
             _prepare_destinations(dag, stack.s3_url, stack.az_conn)
+            for task in dag.tasks:  # the sandbox finishes in seconds: poll it every second, not every minute
+                if hasattr(task, "poll_interval"):
+                    task.poll_interval = 1.0
+                if hasattr(task, "poke_interval"):
+                    task.poke_interval = 1.0
             t0 = time.time()
             vendor = next((t for t in dag.tags if t in ("mx", "pond", "indicative", "leanplum", "mobile_engagement")), "-")
             try:
