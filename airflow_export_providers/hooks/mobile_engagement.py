@@ -99,9 +99,15 @@ class AzureIdentityAuth(Auth):
 
         text = redact_text(getattr(exc, "message", None) or exc)
         where = f"Azure AD ({self.authority}, tenant {self.tenant_id})"
-        if isinstance(exc, ClientAuthenticationError):
+        if "CERTIFICATE_VERIFY_FAILED" in text or "SSLError" in text or "SSLCertVerificationError" in text:
+            # not transient: fail at once with the fix instead of polling until the deadline
+            return ExportError(
+                f"{where}: TLS verification failed ({text}); if the authority uses a private CA, name its CA file in "
+                "the connection extra ca_bundle"
+            )
+        if isinstance(exc, ClientAuthenticationError) and ("AADSTS" in text or getattr(exc, "response", None) is not None):
             return VendorAuthError("mobile_engagement", 401, f"{where} refused the client credentials: {text}")
-        return VendorHTTPError("mobile_engagement", 503, f"{where} could not be reached for a token: {type(exc).__name__}: {text}")
+        return VendorHTTPError("mobile_engagement", 503, f"{where} gave no token: {type(exc).__name__}: {text}")
 
     def token(self) -> str:
         from azure.identity import ClientSecretCredential

@@ -318,6 +318,28 @@ def test_wrong_client_secret_is_a_clear_auth_error(me: Any, monkeypatch: pytest.
         MobileEngagementHook("me_wrong").list_tasks()
 
 
+def test_untrusted_aad_certificate_says_to_set_ca_bundle(me: Any, monkeypatch: pytest.MonkeyPatch, vendor_conns: Any) -> None:
+    from airflow_export_providers.core.errors import ExportError
+    from tests.conftest import set_connection
+
+    conn = json.loads(json.dumps(vendor_conns["azure_mobile_engagement_default"]))
+    conn["extra"]["ca_bundle"] = ""
+    set_connection(monkeypatch, "me_no_ca", conn)
+    ok, message = MobileEngagementHook("me_no_ca").test_connection()
+    assert not ok and "TLS verification failed" in message and "ca_bundle" in message
+
+    async def read() -> None:
+        hook = MobileEngagementHook("me_no_ca")
+        try:
+            await hook.aget_job("any")
+        finally:
+            await hook.aclose()
+
+    with pytest.raises(ExportError) as err:
+        asyncio.run(read())
+    assert "ca_bundle" in str(err.value) and not isinstance(err.value, VendorHTTPError)
+
+
 def test_arm_errors_are_described_in_arm_words(me: Any, monkeypatch: pytest.MonkeyPatch, vendor_conns: Any) -> None:
     from tests.conftest import set_connection
 
