@@ -230,8 +230,14 @@ class _BlobRangeReader:
 
     def read(self, n: int) -> bytes:
         if not self._buf and self.pos < self.total:
+            from azure.core.exceptions import ServiceRequestError, ServiceResponseError
+
             length = min(self.chunk, self.total - self.pos)
-            self._buf = self.blob.download_blob(offset=self.pos, length=length, max_concurrency=1).readall()
+            try:
+                self._buf = self.blob.download_blob(offset=self.pos, length=length, max_concurrency=1).readall()
+            except (ServiceRequestError, ServiceResponseError) as exc:
+                # the SDK already retried this range: hand the landing a network error it resumes from
+                raise ConnectionError(f"blob read at byte {self.pos} failed: {type(exc).__name__}: {redact_text(exc)}") from None
             self.pos += len(self._buf)
         out, self._buf = self._buf[:n], self._buf[n:]
         return out
