@@ -41,7 +41,6 @@ with DAG(
     catchup=False,
     max_active_runs=4,
     user_defined_macros=LEANPLUM_MACROS,
-    params={"bucket": "leanplum-exports"},
     default_args={"retries": 2, "retry_delay": timedelta(minutes=5)},
     tags=["leanplum", "export", "s3"],
 ) as dag:
@@ -57,7 +56,7 @@ with DAG(
         task_id="land_in_s3",
         export=export.output,
         aws_conn_id="aws_default",
-        bucket="{{ params.bucket }}",
+        bucket="leanplum-exports",
         prefix="leanplum/sessions/{{ leanplum_date(data_interval_start) }}",
     )
     export >> land

@@ -31,8 +31,8 @@ STREAM_WINDOW_KEY = "leanplum_stream_window"
 
 # ---- Pacific dates -------------------------------------------------------------------------------
 def _aware(moment: datetime | date | str | float) -> datetime:
-    if isinstance(moment, (int, float)) and not isinstance(moment, bool):
-        return datetime.fromtimestamp(moment, timezone.utc)
+    if isinstance(moment, (int, float)):
+        return datetime.fromtimestamp(float(moment), timezone.utc)
     if isinstance(moment, str):
         moment = datetime.fromisoformat(moment.replace("Z", "+00:00"))
     if not isinstance(moment, datetime):  # a plain date: its Pacific midnight
@@ -358,7 +358,10 @@ class LeanplumStreamingExportOperator(_LeanplumOperatorBase):
         try:
             state = ti.get_dagrun_state(owner["dag_id"], owner["run_id"])  # type: ignore[union-attr]
         except Exception as exc:
-            self.log.warning("Could not read the state of run %s (%s); treating it as ended", owner.get("run_id"), type(exc).__name__)
+            from airflow_export_providers.core.redact import redact_text
+
+            self.log.warning("Could not read the state of run %s (%s: %s); treating it as ended", owner.get("run_id"),
+                             type(exc).__name__, redact_text(exc))
             return False
         return str(state).lower().rsplit(".", 1)[-1] in ("running", "queued")
 

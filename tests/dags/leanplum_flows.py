@@ -56,3 +56,15 @@ with DAG("leanplum_split_flow", schedule=None, start_date=START, catchup=False, 
     waited = LeanplumExportSensor(task_id="wait", job_id=started.output, poke_interval=0.2, timeout=60, deferrable=True)
     ExportToS3Operator(task_id="land", export=waited.output, bucket="lp-split", prefix="split/{{ run_id }}")
     started >> waited
+
+for _mode, _deferrable in (("deferred", True), ("poke", False), ("reschedule", False)):
+    with DAG(f"leanplum_sensor_{_mode}", schedule=None, start_date=START, catchup=False, params={"job_id": None}) as _dag:
+        LeanplumExportSensor(
+            task_id="wait", job_id="{{ params.job_id }}", poke_interval=0.2, timeout=30, deferrable=_deferrable,
+            mode="reschedule" if _mode == "reschedule" else "poke",
+        )
+    globals()[_dag.dag_id] = _dag
+del _dag
+
+with DAG("leanplum_sensor_soft_fail", schedule=None, start_date=START, catchup=False, params={"job_id": None}) as soft_dag:
+    LeanplumExportSensor(task_id="wait", job_id="{{ params.job_id }}", poke_interval=0.2, timeout=1, soft_fail=True, deferrable=True)

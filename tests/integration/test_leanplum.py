@@ -411,3 +411,70 @@ def test_streaming_example_dag_lands_in_azure_blob(
     expected = {s["sessionId"] for s in lp_sandbox.select_sessions(lp, params, job.extra["end_time"])}
     assert landed and {s["sessionId"] for s in landed} == expected
     assert len(landed) == len(expected)
+
+
+def test_a_run_never_exports_a_range_its_still_running_owner_holds(lp: Any, airflow_db: Any, moto_s3: Any) -> None:
+    """Overlapping runs: while the run owning the in-flight export is running, the next one skips."""
+    from datetime import timezone
+
+    from airflow.models.dagrun import DagRun
+    from airflow.models.variable import Variable
+    from airflow.utils.session import create_session
+    from airflow.utils.state import DagRunState
+    from airflow.utils.types import DagRunType
+
+    moto_s3.client().create_bucket(Bucket="lp-stream")
+    var = "lp_stream_overlap"
+    _clear_variables(var, f"{var}.inflight")
+    mark = int(time.time()) - 300
+    Variable.set(var, json.dumps({"value": mark}))
+    hook = LeanplumHook()
+    busy = wait_final(hook, hook.submit(start_date=day_ago(8), start_time=mark + 1, end_time=int(time.time())))
+    dag = load_dag("leanplum_flows.py", "leanplum_stream_test", folder="tests/dags")
+    with create_session() as session:
+        session.add(DagRun(dag_id=dag.dag_id, run_id="manual__owner_still_landing", run_type=DagRunType.MANUAL,
+                           state=DagRunState.RUNNING, logical_date=datetime(2020, 1, 1, tzinfo=timezone.utc),
+                           run_after=datetime.now(timezone.utc)))
+    Variable.set(f"{var}.inflight", json.dumps({
+        "job_id": busy.job_id, "previous": mark, "start_time": mark + 1, "end_time": int(time.time()),
+        "start_date": day_ago(8), "end_date": day_ago(-2),
+        "owner": {"dag_id": dag.dag_id, "run_id": "manual__owner_still_landing", "task_id": "export"},
+    }))
+    before = lp.submissions[VENDOR]
+    try:
+        run = run_dag(dag, run_conf={"variable": var, "bucket": "lp-stream", "initial": None})
+    finally:
+        with create_session() as session:
+            session.query(DagRun).filter_by(dag_id=dag.dag_id, run_id="manual__owner_still_landing").delete()
+    assert task_states(run) == {"export": "skipped", "land": "skipped"}
+    assert lp.submissions[VENDOR] == before  # no second export of the same range
+    assert _variable(var) == {"value": mark}  # and the watermark did not move
+
+
+def _sensor_run(mode: str, job_id: str) -> Any:
+    return run_dag(load_dag("leanplum_flows.py", f"leanplum_sensor_{mode}", folder="tests/dags"), run_conf={"job_id": job_id})
+
+
+@pytest.mark.parametrize("mode", ["deferred", "poke", "reschedule"])
+def test_sensor_waits_for_a_job_another_run_started(lp: Any, airflow_db: Any, mode: str) -> None:
+    hook = LeanplumHook()
+    job_id = hook.submit(start_date=day_ago(1))  # started outside this DAG
+    before = lp.submissions[VENDOR]
+    run = _sensor_run(mode, job_id)
+    assert task_states(run) == {"wait": "success"}
+    job = ExportJob.from_dict(xcom(run, "wait"))
+    assert job.job_id == job_id and job.state == JobState.SUCCESS and job.files
+    assert lp.submissions[VENDOR] == before  # a sensor never submits
+
+
+def test_sensor_fails_on_a_failed_job_and_soft_fails_on_timeout(lp: Any, airflow_db: Any) -> None:
+    cfg = lp.vendor_config(VENDOR)
+    cfg["fail_next"] = 1
+    hook = LeanplumHook()
+    failed = hook.submit(start_date=day_ago(1))
+    run = _sensor_run("poke", failed)
+    assert task_states(run) == {"wait": "failed"}
+    cfg.update(pending_seconds=30)
+    slow = hook.submit(start_date=day_ago(1))
+    run = run_dag(load_dag("leanplum_flows.py", "leanplum_sensor_soft_fail", folder="tests/dags"), run_conf={"job_id": slow})
+    assert task_states(run) == {"wait": "skipped"}
