@@ -322,9 +322,10 @@ class LeanplumStreamingExportOperator(_LeanplumOperatorBase):
         parse_epoch(self.initial_start_time, "initial_start_time")
 
     # -- state in Variables --
-    def read_mark(self) -> int | None:
+    def read_mark(self) -> tuple[Any, int | None]:
+        """The committed value as stored (the Watermark's ``previous``) and as epoch seconds."""
         value = read_watermark(self.watermark_variable, None)
-        return parse_epoch(value, f"Variable {self.watermark_variable}")
+        return value, parse_epoch(value, f"Variable {self.watermark_variable}")
 
     def read_inflight(self) -> dict[str, Any] | None:
         from airflow.sdk import Variable
@@ -369,10 +370,10 @@ class LeanplumStreamingExportOperator(_LeanplumOperatorBase):
     def submit_job(self, hook: Any, context: Context) -> str:
         from airflow.sdk.exceptions import AirflowSkipException
 
-        mark = self.read_mark()
+        stored, mark = self.read_mark()
         inflight = self.read_inflight()
         store = self._store(context)
-        if inflight is not None and inflight.get("previous") == mark:
+        if inflight is not None and inflight.get("previous") == stored:
             job_id = str(inflight["job_id"])
             if self._owner_running(inflight.get("owner") or {}, context):
                 raise AirflowSkipException(
@@ -405,7 +406,7 @@ class LeanplumStreamingExportOperator(_LeanplumOperatorBase):
         start_day = max(datetime.fromtimestamp(earliest, PACIFIC).date() - STREAM_LOOKBACK, oldest_allowed_date(now))
         end_day = (datetime.fromtimestamp(now, PACIFIC) + STREAM_LOOKAHEAD).date()
         window = {
-            "previous": mark, "start_time": start_time, "end_time": end_time,
+            "previous": stored, "start_time": start_time, "end_time": end_time,
             "start_date": f"{start_day:%Y%m%d}", "end_date": f"{end_day:%Y%m%d}",
         }
         self.log.info("Leanplum streaming export of %s: available %s..%s, dates %s..%s",

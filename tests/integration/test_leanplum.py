@@ -478,3 +478,19 @@ def test_sensor_fails_on_a_failed_job_and_soft_fails_on_timeout(lp: Any, airflow
     slow = hook.submit(start_date=day_ago(1))
     run = run_dag(load_dag("leanplum_flows.py", "leanplum_sensor_soft_fail", folder="tests/dags"), run_conf={"job_id": slow})
     assert task_states(run) == {"wait": "skipped"}
+
+
+def test_a_hand_set_plain_watermark_is_continued_and_committed(lp: Any, airflow_db: Any, moto_s3: Any) -> None:
+    from airflow.models.variable import Variable
+
+    moto_s3.client().create_bucket(Bucket="lp-stream")
+    var = "lp_stream_hand_set"
+    _clear_variables(var, f"{var}.inflight")
+    mark = int(time.time()) - 120
+    Variable.set(var, str(mark))  # what someone types in the UI
+    run = run_dag(load_dag("leanplum_flows.py", "leanplum_stream_test", folder="tests/dags"),
+                  run_conf={"variable": var, "bucket": "lp-stream", "initial": None})
+    assert task_states(run) == {"export": "success", "land": "success"}
+    job = ExportJob.from_dict(xcom(run, "export"))
+    assert job.extra["start_time"] == mark + 1
+    assert _variable(var) == {"value": job.extra["end_time"]}
