@@ -5,7 +5,7 @@ interval's day for this daily schedule). The operator derives a short-lived writ
 container ``mobile-engagement-exports`` from the ``wasb_default`` connection (nobody pastes SAS
 tokens), the service writes its JSON blobs under ``{task id}/`` in that container, and the
 ExportJob the operator returns lists those blobs. ``ExportToS3Operator`` then streams them to
-``s3://analytics-landing/mobile_engagement/events/{{ ds }}/``, verifying size and MD5.
+``s3://analytics-landing/mobile_engagement/events/{{ data_interval_start | ds }}/``, verifying size and MD5.
 
 Waiting happens in the triggerer when ``[operators] default_deferrable`` is true, in the worker
 otherwise. A retry after the task was created resumes the same export task.
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from airflow.sdk import DAG
+from airflow.sdk import DAG, CronDataIntervalTimetable
 
 from airflow_export_providers.operators.mobile_engagement import MobileEngagementExportOperator
 from airflow_export_providers.transfers.export_to_s3 import ExportToS3Operator
@@ -26,7 +26,8 @@ from airflow_export_providers.transfers.export_to_s3 import ExportToS3Operator
 with DAG(
     dag_id="mobile_engagement_daily_events",
     description="Daily Azure Mobile Engagement events export into Azure Blob, copied on into S3",
-    schedule="@daily",
+    # data intervals (not Airflow 3's default zero-length cron runs): each run exports its own day
+    schedule=CronDataIntervalTimetable("@daily", timezone="UTC"),
     start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
     catchup=False,
     max_active_runs=3,
@@ -48,6 +49,6 @@ with DAG(
         export=export_events.output,
         aws_conn_id="aws_default",
         bucket="analytics-landing",
-        prefix="mobile_engagement/events/{{ ds }}",
+        prefix="mobile_engagement/events/{{ data_interval_start | ds }}",
     )
     export_events >> copy_to_s3
