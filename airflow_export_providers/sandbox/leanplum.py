@@ -55,8 +55,8 @@ DEFAULTS: dict[str, Any] = {
     "max_sessions_per_file": 1000,
     "history_days": 70,
     "history_step_seconds": 1800,
-    "live_sessions_per_second": 4,
-    "live_seconds": 3600,
+    "live_sessions_per_second": 2,
+    "live_seconds": 4 * 3600,
     "max_delay_seconds": 6 * 3600,
 }
 COUNTRIES = [("US", "CA", "San Francisco", "America/Los_Angeles"), ("US", "NY", "New York", "America/New_York"),
