@@ -332,7 +332,7 @@ def results(state: SandboxState, job: SandboxJob, base_url: str) -> dict[str, An
     answer: dict[str, Any] = {"success": True, "jobId": job.job_id}
     if raw == "SUCCESS":
         st = _settings(state)
-        expires = int(time.time() + float(st["url_ttl_seconds"]))
+        expires = math.ceil(time.time() + float(st["url_ttl_seconds"]))
         urls = []
         sigs = _vstate(state).setdefault("signatures", {})
         for name in job.data["order"]:

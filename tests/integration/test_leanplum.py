@@ -141,9 +141,12 @@ def test_expired_link_is_re_signed_and_purged_file_is_a_clear_error(lp: Any) -> 
     cfg["url_ttl_seconds"] = 1
     hook = LeanplumHook()
     job = wait_final(hook, hook.submit(start_date=day_ago(1)))
-    time.sleep(1.2)  # the links this hook cached have expired
+    time.sleep(2.05)  # the links this hook cached have expired (Expires is whole seconds, rounded up)
+    seen = len(lp.requests)
     data = hook.open_file(job.files[0]).read(1 << 24)
     assert len(read_json_lines(data)) == job.extra["numSessions"]
+    file_gets = [r for r in lp.requests[seen:] if r["path"].startswith("/leanplum_export/")]
+    assert len(file_gets) == 2  # refused as expired, then fetched with a freshly signed link
     cfg["file_ttl_seconds"] = 0.3
     job2 = wait_final(hook, hook.submit(start_date=day_ago(1)))
     time.sleep(0.5)
