@@ -111,15 +111,34 @@ def _prepare_destinations(dag: Any, s3_url: str, az_conn: str) -> None:
     s3 = boto3.client("s3", endpoint_url=s3_url, region_name="us-east-1", aws_access_key_id="demo", aws_secret_access_key="demo-secret")
     blob = BlobServiceClient.from_connection_string(az_conn)
     for task in dag.tasks:
-        bucket = getattr(task, "bucket", None)
+        partial = getattr(task, "partial_kwargs", {})  # a mapped task keeps its arguments here
+        bucket = getattr(task, "bucket", None) or partial.get("bucket")
         if isinstance(bucket, str) and "{{" not in bucket:
             s3.create_bucket(Bucket=bucket)
-        container = getattr(task, "container", None)
+        container = getattr(task, "container", None) or partial.get("container")
         if isinstance(container, str) and "{{" not in container:
             try:
                 blob.create_container(container)
             except ResourceExistsError:
                 pass
+
+
+def _poll_fast(task: Any) -> None:
+    """Set poll_interval / poke_interval to 1 s on export operators and sensors, mapped or not."""
+    from airflow.sdk import BaseSensorOperator
+
+    from airflow_export_providers.core.operator import ExportOperator
+
+    cls = getattr(task, "operator_class", type(task))
+    attr = "poll_interval" if isinstance(cls, type) and issubclass(cls, ExportOperator) else (
+        "poke_interval" if isinstance(cls, type) and issubclass(cls, BaseSensorOperator) else None)
+    if attr is None:
+        return
+    partial = getattr(task, "partial_kwargs", None)
+    if cls is not type(task) and isinstance(partial, dict):
+        partial[attr] = 1.0
+    else:
+        setattr(task, attr, 1.0)
 
 
 def _landed(dag_run: Any) -> list[dict[str, Any]]:
@@ -181,10 +200,7 @@ def main() -> int:
             dag = bag.dags[dag_id]
             _prepare_destinations(dag, stack.s3_url, stack.az_conn)
             for task in dag.tasks:  # the sandbox finishes in seconds: poll it every second, not every minute
-                if hasattr(task, "poll_interval"):
-                    task.poll_interval = 1.0
-                if hasattr(task, "poke_interval"):
-                    task.poke_interval = 1.0
+                _poll_fast(task)
             t0 = time.time()
             vendor = next((t for t in dag.tags if t in ("mx", "pond", "indicative", "leanplum", "mobile_engagement")), "-")
             try:
