@@ -1,9 +1,10 @@
 """Leanplum: a daily historical export of one Pacific day of sessions, landed in S3 (backfill-ready).
 
-Leanplum's dates are Pacific days, so the DAG runs on Pacific midnights (its ``start_date`` is in
-America/Los_Angeles): each run's data interval is exactly one Pacific day, also on the 23- and
-25-hour days around DST, and the export's ``startDate`` = ``endDate`` = that day (the operator
-converts the UTC data interval; ``leanplum_date`` is also available as a template macro).
+Leanplum's dates are Pacific days, so the DAG runs on Pacific midnights (a
+``CronDataIntervalTimetable`` in America/Los_Angeles): each run's data interval is exactly one
+Pacific day, also on the 23- and 25-hour days around DST, and the export's ``startDate`` =
+``endDate`` = that day (the operator converts the UTC data interval; ``leanplum_date`` is also
+available as a template macro). A manual run exports the last complete Pacific day.
 Files (one JSON session per line) land at
 ``s3://leanplum-exports/leanplum/sessions/YYYYMMDD/export-...-output-N.json``; rerunning a day
 replaces that day's objects.
@@ -26,7 +27,7 @@ import os
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import DAG
+from airflow.sdk import DAG, CronDataIntervalTimetable
 
 from airflow_export_providers.operators.leanplum import LEANPLUM_MACROS, LeanplumExportOperator
 from airflow_export_providers.transfers.export_to_s3 import ExportToS3Operator
@@ -36,7 +37,9 @@ POLL_INTERVAL = float(os.environ.get("LEANPLUM_POLL_INTERVAL", "60"))
 with DAG(
     dag_id="leanplum_daily_export",
     description="Daily Leanplum session export of one Pacific day, landed in S3",
-    schedule="@daily",
+    # A data-interval timetable on Pacific midnights: each run's interval is one whole Pacific day
+    # (Airflow 3's plain "@daily" is a trigger timetable with zero-length intervals).
+    schedule=CronDataIntervalTimetable("0 0 * * *", timezone="America/Los_Angeles"),
     start_date=pendulum.datetime(2026, 1, 1, tz="America/Los_Angeles"),
     catchup=False,
     max_active_runs=4,

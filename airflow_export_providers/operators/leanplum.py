@@ -189,7 +189,9 @@ class LeanplumExportOperator(_LeanplumOperatorBase):
 
     Named ``export_start_date`` / ``export_end_date`` because ``start_date`` / ``end_date`` belong to
     every Airflow operator. Left empty, both come from the run's data interval, converted to Pacific
-    days (``leanplum_date(data_interval_start)`` .. ``leanplum_end_date(data_interval_end)``).
+    days (``leanplum_date(data_interval_start)`` .. ``leanplum_end_date(data_interval_end)``); a
+    zero-length interval (a cron *trigger* schedule such as Airflow 3's ``@daily``, or a manual run)
+    exports the last complete Pacific day before it.
 
     :param export_start_date: first Pacific day, YYYYMMDD (templated).
     :param export_end_date: last Pacific day, included (templated); defaults to the start day when the
@@ -232,10 +234,17 @@ class LeanplumExportOperator(_LeanplumOperatorBase):
         interval_start, interval_end = context.get("data_interval_start"), context.get("data_interval_end")
         if interval_start is None or interval_end is None:
             raise ExportInputError("export_start_date: required when the run has no data interval (YYYYMMDD, Pacific time)")
-        start_s, end_s = leanplum_dates(interval_start, interval_end)
-        start = parse_day(start_s, "export_start_date")
-        end = parse_day(self.export_end_date, "export_end_date") if self.export_end_date not in (None, "") else parse_day(end_s, "export_end_date")
-        return start, max(start, end)
+        if _aware(interval_end) <= _aware(interval_start):
+            # A zero-length interval (Airflow 3's '@daily' = CronTriggerTimetable, or a manual run):
+            # the last complete Pacific day before that instant.
+            start = parse_day(leanplum_date(interval_start), "export_start_date") - timedelta(days=1)
+            end = start
+        else:
+            start_s, end_s = leanplum_dates(interval_start, interval_end)
+            start, end = parse_day(start_s, "export_start_date"), parse_day(end_s, "export_end_date")
+        if self.export_end_date not in (None, ""):
+            end = parse_day(self.export_end_date, "export_end_date")
+        return start, end
 
     def window(self, context: Context) -> dict[str, Any]:
         """The rendered range: Pacific days and optional availability times."""

@@ -384,9 +384,13 @@ def test_daily_example_dag_lands_the_pacific_day(lp: Any, airflow_db: Any, moto_
     monkeypatch.setenv("LEANPLUM_POLL_INTERVAL", "0.2")
     dag = load_dag("leanplum_daily_export.py")
     day = (datetime.now(PACIFIC) - timedelta(days=3)).replace(hour=0, minute=0, second=0, microsecond=0)
-    run = run_dag(dag, logical_date=day)
+    # A run at the Pacific midnight ending the day (DST-safe: midnight of the next calendar date).
+    next_midnight = datetime.combine(day.date() + timedelta(days=1), datetime.min.time(), tzinfo=PACIFIC)
+    run = run_dag(dag, logical_date=next_midnight)
     assert set(task_states(run).values()) == {"success"}
     ymd = f"{day:%Y%m%d}"
+    job = ExportJob.from_dict(xcom(run, "export_sessions"))
+    assert job.extra["start_date"] == job.extra["end_date"] == ymd  # exactly the Pacific day that ended
     landed = s3_sessions(s3, "leanplum-exports", f"leanplum/sessions/{ymd}/")
     assert landed and {s["sessionId"] for s in landed} == expected_day(lp, ymd, ExportJob.from_dict(xcom(run, "export_sessions")).job_id)
 

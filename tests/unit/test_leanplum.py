@@ -130,6 +130,12 @@ def test_dates_default_to_the_data_interval_in_pacific_time() -> None:
     assert window["start_date"] == window["end_date"] == f"{start:%Y%m%d}"
     with pytest.raises(ExportInputError, match="export_start_date: required when the run has no data interval"):
         op.validate({})  # type: ignore[arg-type]
+    # A zero-length interval (cron trigger timetable, manual run): the last complete Pacific day.
+    midnight = start + timedelta(days=1)
+    zero = {"data_interval_start": midnight.astimezone(UTC), "data_interval_end": midnight.astimezone(UTC)}
+    assert op.window(zero)["start_date"] == op.window(zero)["end_date"] == f"{start:%Y%m%d}"  # type: ignore[arg-type]
+    afternoon = (start + timedelta(days=1, hours=15)).astimezone(UTC)
+    assert op.window({"data_interval_start": afternoon, "data_interval_end": afternoon})["start_date"] == f"{start:%Y%m%d}"  # type: ignore[arg-type]
 
 
 def test_s3_and_callback_options_are_checked() -> None:
