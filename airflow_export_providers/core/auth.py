@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import threading
 import time
 from typing import Any
@@ -44,8 +45,10 @@ class TokenAuth(Auth):
         expires_in = payload.get("expires_in", 3600)
         try:
             lifetime = float(expires_in)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise VendorHTTPError(self.vendor, 200, f"token answer has a non-numeric expires_in: {expires_in!r}") from None
+        if not math.isfinite(lifetime) or lifetime <= 0:
+            raise VendorHTTPError(self.vendor, 200, f"token answer has expires_in {expires_in!r}, expected a positive number of seconds")
         return payload["access_token"], lifetime
 
     def _valid(self) -> bool:
