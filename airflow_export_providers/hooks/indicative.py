@@ -68,7 +68,10 @@ def _vendor_words(body: bytes) -> str:
 
 def split_s3_uri(uri: str) -> tuple[str, str]:
     """``s3://bucket/key`` -> (bucket, key); one clear error for anything else."""
-    parts = urlsplit(uri)
+    try:
+        parts = urlsplit(uri)
+    except ValueError:
+        raise ExportInputError(f"filename: {uri!r} is not an s3://bucket/key URI") from None
     bucket, key = parts.netloc, parts.path.lstrip("/")
     if parts.scheme != "s3" or not bucket or not key:
         raise ExportInputError(f"filename: {uri!r} is not an s3://bucket/key URI")
@@ -239,7 +242,11 @@ class IndicativeHook(ExportHook):
         return job
 
     def _result_file(self, job_id: str, filename: str, segment: dict[str, Any]) -> ExportFile:
-        parts = urlsplit(filename)
+        try:
+            parts = urlsplit(filename)
+            _ = parts.port  # a bad port raises only when read
+        except ValueError:
+            raise VendorHTTPError(self.vendor, 200, f"export {job_id}: 'filename' is not a URL") from None
         vendor_name = parts.path.rsplit("/", 1)[-1] or f"{job_id}.csv"
         suffix = vendor_name.rsplit(".", 1)[-1].lower() if "." in vendor_name else None
         # Landed as {prefix}/{name}: a name stable per segment makes a rerun replace, not add, a file

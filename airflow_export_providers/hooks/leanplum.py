@@ -55,6 +55,14 @@ def next_pacific_midnight(now: float | None = None) -> float:
     return datetime(tomorrow.year, tomorrow.month, tomorrow.day, tzinfo=PACIFIC).timestamp()
 
 
+def _is_url(value: str) -> bool:
+    try:
+        _ = urlsplit(value).port  # urlsplit and its port refuse e.g. "https://[" or ":99999"
+    except ValueError:
+        return False
+    return True
+
+
 def unwrap(payload: Any, what: str) -> dict[str, Any]:
     """The single answer inside Leanplum's ``{"response": [ {...} ]}`` wrapper (one clear error otherwise)."""
     if not isinstance(payload, dict) or not isinstance(payload.get("response"), list) or not payload["response"]:
@@ -208,7 +216,7 @@ class LeanplumHook(ExportHook):
             raise VendorHTTPError(self.vendor, 200, f"getExportResults for {job_id}: field 'state' missing or not a string")
         state = map_state(raw, STATES)
         urls = inner.get("files") or []
-        if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
+        if not isinstance(urls, list) or not all(isinstance(u, str) and _is_url(u) for u in urls):
             raise VendorHTTPError(self.vendor, 200, f"getExportResults for {job_id}: field 'files' is not a list of URLs")
         num_sessions = inner.get("numSessions")
         num_bytes = inner.get("numBytes")

@@ -378,7 +378,7 @@ class MobileEngagementHook(ExportHook):
         state = map_state(raw, STATES)
         message = None
         if state == JobState.FAILED:
-            message = payload.get("errorDetails") or "the service gave no errorDetails"
+            message = str(payload.get("errorDetails") or "the service gave no errorDetails")
         extra = {k: payload[k] for k in ("description", "dateCreated", "dateCompleted", "exportType") if payload.get(k) is not None}
         if self.container:
             extra["container"] = self.container

@@ -70,7 +70,10 @@ def parse_time(value: Any) -> datetime | None:
     if value is None or value == "":
         return None
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return datetime.fromtimestamp(float(value), timezone.utc)
+        try:
+            return datetime.fromtimestamp(float(value), timezone.utc)
+        except (OverflowError, OSError, ValueError):  # NaN, infinities, years beyond 9999
+            return None
     if isinstance(value, str):
         try:
             when = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
@@ -288,6 +291,11 @@ class MxSnapshotsHook(ExportHook):
         raw_name = entry.get("name")
         if location is not None and not isinstance(location, str):
             raise VendorHTTPError(VENDOR, 200, f"{where}: field 'url' should be a string")
+        if location:
+            try:
+                _ = urlsplit(location).port  # urlsplit and its port refuse e.g. "https://[" or ":99999"
+            except ValueError:
+                raise VendorHTTPError(VENDOR, 200, f"{where}: field 'url' is not a URL") from None
         if not location and not raw_name:
             raise VendorHTTPError(VENDOR, 200, f"{where}: neither 'url' nor 'name' is present")
         if location and urlsplit(location).query:
@@ -379,7 +387,7 @@ def _more_pages(payload: Any) -> range:
     try:
         current = int(info.get("current_page") or 1)
         total = int(info.get("total_pages") or 1)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise VendorHTTPError(VENDOR, 200, f"listing: unreadable pagination {info!r}") from None
     if total > MAX_PAGES:
         raise VendorHTTPError(VENDOR, 200, f"listing: pagination.total_pages {total} is beyond {MAX_PAGES}")
@@ -416,7 +424,7 @@ def _count(value: Any, field: str) -> int | None:
         raise VendorHTTPError(VENDOR, 200, f"{field} should be a whole number, got {value!r}")
     try:
         number = int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise VendorHTTPError(VENDOR, 200, f"{field} should be a whole number, got {value!r}") from None
     if number < 0 or (isinstance(value, float) and value != number):
         raise VendorHTTPError(VENDOR, 200, f"{field} should be a whole number >= 0, got {value!r}")

@@ -59,7 +59,10 @@ TOKEN_ERRORS = {
 
 def snapshot_id(job_id: str) -> str:
     """The snapshot id: the last path segment of its href (a bare id is accepted too)."""
-    path = urlsplit(job_id).path if "://" in job_id else job_id
+    try:
+        path = urlsplit(job_id).path if "://" in job_id else job_id
+    except ValueError:  # e.g. "https://[": not a URL at all
+        path = ""
     sid = path.rstrip("/").rsplit("/", 1)[-1]
     if not sid or not re.fullmatch(r"[A-Za-z0-9._~-]+", sid):
         raise ExportInputError(f"snapshot: {job_id!r} is neither a POND snapshot href nor a snapshot id")
@@ -78,6 +81,15 @@ def link_expires_at(href: str) -> float | None:
     except ValueError:
         return None
     return None
+
+
+def is_url(value: str) -> bool:
+    """Whether ``value`` parses as a URL (urlsplit and its port refuse e.g. "https://[" or ":99999")."""
+    try:
+        _ = urlsplit(value).port
+    except ValueError:
+        return False
+    return True
 
 
 class PondTokenAuth(TokenAuth):
@@ -275,6 +287,8 @@ class PondHook(ExportHook):
         href = item.get("href")
         if not isinstance(href, str) or not href:
             raise VendorHTTPError(self.vendor, 200, f"snapshot {sid}: items[{index}].href is missing on a complete item")
+        if not is_url(href):
+            raise VendorHTTPError(self.vendor, 200, f"snapshot {sid}: items[{index}].href is not a URL")
         self._remember_link(sid, str(index), href)
         raw_query = item.get("query")
         query: dict[str, Any] = raw_query if isinstance(raw_query, dict) else {}
