@@ -390,12 +390,16 @@ class _Sender:
         self.results: list[Any] = []
         self._pool: ThreadPoolExecutor | None = None
 
+    def make_room(self) -> None:
+        """Wait until one more part may go; called before a part is cut, so at most ``concurrency`` exist."""
+        while len(self.pending) >= self.concurrency:
+            self.results.append(self.pending.popleft().result())
+
     def submit(self, fn: Any, *args: Any, **kwargs: Any) -> None:
         if self.concurrency == 1:
             self.results.append(fn(*args, **kwargs))
             return
-        while len(self.pending) >= self.concurrency:
-            self.results.append(self.pending.popleft().result())
+        self.make_room()
         if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="export-upload")
         self.pending.append(self._pool.submit(fn, *args, **kwargs))
@@ -489,11 +493,11 @@ class _S3Upload(Upload):
     def _write(self, data: bytes) -> None:
         self.buf += data
         self.written += len(data)
-        while len(self.buf) >= self.part_size:
-            # the last part may be small, so a full buffer is only sent once more bytes are known to follow
-            if len(self.buf) == self.part_size:
-                break
-            part = bytes(self.buf[: self.part_size])
+        # the last part may be small, so a full buffer is only sent once more bytes are known to follow
+        while len(self.buf) > self.part_size:
+            self.sender.make_room()
+            with memoryview(self.buf) as view:  # one copy, not two (a bytearray slice, then bytes of it)
+                part = bytes(view[: self.part_size])
             del self.buf[: self.part_size]
             self._send(part)
 
@@ -601,7 +605,9 @@ class _AzureUpload(Upload):
         self.buf += data
         self.written += len(data)
         while len(self.buf) >= self.block_size:
-            block = bytes(self.buf[: self.block_size])
+            self.sender.make_room()
+            with memoryview(self.buf) as view:  # one copy, not two (a bytearray slice, then bytes of it)
+                block = bytes(view[: self.block_size])
             del self.buf[: self.block_size]
             self._stage(block)
 
