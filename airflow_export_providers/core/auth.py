@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import reprlib
 import threading
 import time
 from typing import Any
@@ -46,9 +47,9 @@ class TokenAuth(Auth):
         try:
             lifetime = float(expires_in)
         except (TypeError, ValueError, OverflowError):
-            raise VendorHTTPError(self.vendor, 200, f"token answer has a non-numeric expires_in: {expires_in!r}") from None
+            raise VendorHTTPError(self.vendor, 200, f"token answer has a non-numeric expires_in: {reprlib.repr(expires_in)}") from None
         if not math.isfinite(lifetime) or lifetime <= 0:
-            raise VendorHTTPError(self.vendor, 200, f"token answer has expires_in {expires_in!r}, expected a positive number of seconds")
+            raise VendorHTTPError(self.vendor, 200, f"token answer has expires_in {reprlib.repr(expires_in)}, expected a positive number of seconds")
         return payload["access_token"], lifetime
 
     def _valid(self) -> bool:

@@ -88,7 +88,9 @@ class ExportJobTrigger(BaseTrigger):
                 try:
                     job = await hook.aget_job(self.job_id)
                 except (VendorAuthError, VendorHTTPError) as err:
-                    if isinstance(err, VendorAuthError) or err.status in (400, 403, 404, 410):
+                    # < 400: the vendor answered, but not in a shape the hook can read (HTML page, a field
+                    # missing): polling again would only repeat it until the deadline, as the worker fails at once.
+                    if isinstance(err, VendorAuthError) or err.status < 400 or err.status in (400, 403, 404, 410):
                         yield TriggerEvent(self._event("error", message=str(err)))
                         return
                     log.warning("%s: status read failed, will poll again: %s", self.job_id, err)
