@@ -11,6 +11,7 @@ import base64
 import json
 import logging
 import re
+import reprlib
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -71,10 +72,10 @@ def split_s3_uri(uri: str) -> tuple[str, str]:
     try:
         parts = urlsplit(uri)
     except ValueError:
-        raise ExportInputError(f"filename: {uri!r} is not an s3://bucket/key URI") from None
+        raise ExportInputError(f"filename: {reprlib.repr(uri)} is not an s3://bucket/key URI") from None
     bucket, key = parts.netloc, parts.path.lstrip("/")
     if parts.scheme != "s3" or not bucket or not key:
-        raise ExportInputError(f"filename: {uri!r} is not an s3://bucket/key URI")
+        raise ExportInputError(f"filename: {reprlib.repr(uri)} is not an s3://bucket/key URI")
     return bucket, key
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import reprlib
 from datetime import datetime, timedelta, timezone
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl, quote, urljoin, urlsplit
@@ -388,7 +389,7 @@ def _more_pages(payload: Any) -> range:
         current = int(info.get("current_page") or 1)
         total = int(info.get("total_pages") or 1)
     except (TypeError, ValueError, OverflowError):
-        raise VendorHTTPError(VENDOR, 200, f"listing: unreadable pagination {info!r}") from None
+        raise VendorHTTPError(VENDOR, 200, f"listing: unreadable pagination {reprlib.repr(info)}") from None
     if total > MAX_PAGES:
         raise VendorHTTPError(VENDOR, 200, f"listing: pagination.total_pages {total} is beyond {MAX_PAGES}")
     return range(current + 1, total + 1)
@@ -421,13 +422,13 @@ def _count(value: Any, field: str) -> int | None:
     if value is None or value == "":
         return None
     if isinstance(value, bool):
-        raise VendorHTTPError(VENDOR, 200, f"{field} should be a whole number, got {value!r}")
+        raise VendorHTTPError(VENDOR, 200, f"{field} should be a whole number, got {reprlib.repr(value)}")
     try:
         number = int(value)
     except (TypeError, ValueError, OverflowError):
-        raise VendorHTTPError(VENDOR, 200, f"{field} should be a whole number, got {value!r}") from None
+        raise VendorHTTPError(VENDOR, 200, f"{field} should be a whole number, got {reprlib.repr(value)}") from None
     if number < 0 or (isinstance(value, float) and value != number):
-        raise VendorHTTPError(VENDOR, 200, f"{field} should be a whole number >= 0, got {value!r}")
+        raise VendorHTTPError(VENDOR, 200, f"{field} should be a whole number >= 0, got {reprlib.repr(value)}")
     return number
 
 

@@ -16,6 +16,7 @@ import base64
 import json
 import logging
 import re
+import reprlib
 import time
 from calendar import timegm
 from typing import Any, ClassVar
@@ -65,7 +66,7 @@ def snapshot_id(job_id: str) -> str:
         path = ""
     sid = path.rstrip("/").rsplit("/", 1)[-1]
     if not sid or not re.fullmatch(r"[A-Za-z0-9._~-]+", sid):
-        raise ExportInputError(f"snapshot: {job_id!r} is neither a POND snapshot href nor a snapshot id")
+        raise ExportInputError(f"snapshot: {reprlib.repr(job_id)} is neither a POND snapshot href nor a snapshot id")
     return sid
 
 
@@ -283,7 +284,7 @@ class PondHook(ExportHook):
         for name in ("size", "count"):
             value = item.get(name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise VendorHTTPError(self.vendor, 200, f"snapshot {sid}: items[{index}].{name} is {value!r}, expected a count")
+                raise VendorHTTPError(self.vendor, 200, f"snapshot {sid}: items[{index}].{name} is {reprlib.repr(value)}, expected a count")
         href = item.get("href")
         if not isinstance(href, str) or not href:
             raise VendorHTTPError(self.vendor, 200, f"snapshot {sid}: items[{index}].href is missing on a complete item")
