@@ -736,7 +736,7 @@ def land_file(
     upload: Upload | None = None
     try:
         progress = _Progress(file.name, reader.total, progress_interval)
-        tap = _Tap(reader, algorithm, progress)
+        tap = _Tap(reader, algorithm if file.checksum else None, progress)  # no hashing when nothing to compare
         head, source = avro.peek(tap, 2)
         is_gzip = file.compression == "gzip" or (file.compression is None and head == b"\x1f\x8b")
         name = landed_name(file.name, convert=convert, decompress=decompress and is_gzip, gzip=is_gzip)
