@@ -445,3 +445,203 @@ def test_trigger_yields_one_error_event_for_a_bad_answer(bad_answers: Any, vendo
     assert len(events) == 1
     (event,) = events
     assert event["status"] == "error" and words in event["message"] and secret not in event["message"]
+
+
+# ---- invalid operator parameters: ExportInputError naming the parameter, before any request ----------
+import string  # noqa: E402 - kept with the section that uses it
+from datetime import datetime, timedelta, timezone  # noqa: E402
+
+from airflow_export_providers.core.errors import ExportInputError  # noqa: E402
+
+DAY = datetime(2026, 3, 14, tzinfo=timezone.utc)
+CONTEXT = {"data_interval_start": DAY, "data_interval_end": DAY + timedelta(days=1), "run_id": "manual__bad_input"}
+OPS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+
+LETTERS = st.text(alphabet=string.ascii_letters + " ./:-_!", min_size=1, max_size=12)  # no digit: never a date
+NOT_A_STRING = st.one_of(st.integers(), st.floats(allow_nan=True), st.lists(st.integers(), max_size=2), st.dictionaries(st.text(max_size=3), st.none(), max_size=1))
+EMPTYISH = st.sampled_from(["", " ", "\t\n"])
+NOT_8_DIGITS = st.integers().filter(lambda i: len(str(i)) != 8)
+
+
+def _recent(days_ago: int) -> str:
+    from airflow_export_providers.hooks.leanplum import PACIFIC
+
+    return (datetime.now(PACIFIC).date() - timedelta(days=days_ago)).strftime("%Y%m%d")
+
+
+def _ops() -> dict[str, Callable[..., Any]]:
+    from airflow_export_providers.operators.indicative import IndicativeSegmentExportOperator
+    from airflow_export_providers.operators.leanplum import LeanplumExportOperator, LeanplumStreamingExportOperator
+    from airflow_export_providers.operators.mobile_engagement import MobileEngagementExportOperator
+    from airflow_export_providers.operators.mx import MxSnapshotOperator
+    from airflow_export_providers.operators.pond import PondSnapshotOperator
+
+    def build(cls: type, **base: Any) -> Callable[..., Any]:
+        return lambda **kw: cls(task_id="bad_input", poll_interval=0.1, deferrable=False, **{**base, **kw})
+
+    return {
+        "pond": build(PondSnapshotOperator, created_at_from="2026-03-14T00:00:00Z", created_at_to="2026-03-15T00:00:00Z"),
+        "indicative": build(IndicativeSegmentExportOperator, segment="Recent"),
+        "leanplum": build(LeanplumExportOperator, export_start_date=_recent(3), export_end_date=_recent(2)),
+        "leanplum_stream": build(LeanplumStreamingExportOperator, watermark_variable="bad_input_stream"),
+        "mx": build(MxSnapshotOperator, snapshot_guid="CSS-1234"),
+        "mobile_engagement": build(MobileEngagementExportOperator, kind="events", container="bad-input"),
+    }
+
+
+# (operator, parameter, strategy of invalid values, extra valid arguments); the message must name the parameter
+INVALID: list[tuple[str, str, Any, dict[str, Any]]] = [
+    ("pond", "entity", st.one_of(EMPTYISH, NOT_A_STRING, st.text(min_size=1, max_size=8).filter(lambda t: not t[:1].islower() or not t.isalnum())), {}),
+    ("pond", "created_at_from", st.one_of(LETTERS, NOT_A_STRING, st.just("2026-03-14T00:00:00")), {}),
+    ("pond", "created_at_to", st.one_of(LETTERS, st.datetimes(), st.just("2026-03-13T23:59:59.999Z")), {}),  # naive or before from
+    ("indicative", "segment", st.one_of(EMPTYISH, NOT_A_STRING), {}),
+    ("indicative", "output_format", st.text(max_size=8).filter(lambda t: t != "csv"), {}),
+    ("leanplum", "export_start_date", st.one_of(LETTERS, NOT_8_DIGITS, st.sampled_from(["20261301", "2026-03-01", "19990101"])), {}),
+    ("leanplum", "export_end_date", st.one_of(LETTERS, NOT_8_DIGITS, st.integers(1, 30).map(lambda d: _recent(3 + d))), {}),
+    ("leanplum", "start_time", LETTERS.filter(lambda t: t.strip() not in ("", "None")), {}),
+    ("leanplum", "end_time", st.integers(0, 10**6), {"start_time": 2 * 10**6}),
+    ("leanplum", "export_format", st.text(max_size=8).filter(lambda t: t.lower() not in ("json", "csv")), {}),
+    ("leanplum", "callback_url", st.sampled_from(["http://example.com/cb", "ftp://example.com/x", "http://10.0.0.1/cb", "hooks.example.com"]), {}),
+    ("leanplum", "compress_data", st.just(True), {}),
+    ("leanplum_stream", "watermark_variable", EMPTYISH.filter(lambda t: t == ""), {}),
+    ("leanplum_stream", "initial_start_time", LETTERS.filter(lambda t: t.strip() not in ("", "None")), {}),
+    ("leanplum_stream", "wait_for_completion", st.just(False), {}),
+    ("mx", "snapshot_guid", st.one_of(EMPTYISH, NOT_A_STRING), {}),
+    ("mx", "resources", st.one_of(LETTERS.filter(lambda t: t.strip(" ,").strip() != "" and t.strip().lower().replace(" ", "_") not in
+                                                 ("accounts", "devices", "goals", "members", "notification_profiles", "transactions", "users")),
+                                  st.lists(st.sampled_from(["account", "txns", "Users!", "cards"]), min_size=1, max_size=3), st.integers()), {}),
+    ("mx", "order", st.lists(st.sampled_from(["users", "cards", "x"]), min_size=1).filter(lambda o: set(o) - {"users"}), {}),
+    ("mobile_engagement", "kind", st.one_of(LETTERS, st.sampled_from(["Device", "devices", "event", "feedback"])), {}),
+    ("mobile_engagement", "export_format", st.text(max_size=10).filter(lambda t: t not in ("JsonBlob", "CsvBlob")), {}),
+    ("mobile_engagement", "export_start_date", st.one_of(LETTERS, st.integers(), st.sampled_from(["2026-02-30", "20260301", "2026-3-1"])), {"export_end_date": "2026-03-02"}),
+    ("mobile_engagement", "export_end_date", st.sampled_from(["2026-02-28", "2026-01-01"]), {"export_start_date": "2026-03-01"}),
+    ("mobile_engagement", "campaign_type", st.one_of(st.none(), LETTERS), {"kind": "feedbackByCampaign", "campaign_ids": [1]}),
+    ("mobile_engagement", "campaign_ids", st.one_of(st.just([]), st.lists(st.integers(max_value=-1), min_size=1, max_size=2), LETTERS.filter(lambda t: t.strip(" ,[]"))),
+     {"kind": "feedbackByCampaign", "campaign_type": "Poll"}),
+    ("mobile_engagement", "campaign_window_start", LETTERS, {"kind": "feedbackByDate", "campaign_type": "Poll", "campaign_window_end": "2026-03-02T00:00:00Z"}),
+    ("mobile_engagement", "campaign_window_end", st.sampled_from(["2026-02-01T00:00:00Z", "yesterday"]),
+     {"kind": "feedbackByDate", "campaign_type": "Poll", "campaign_window_start": "2026-03-01T00:00:00Z"}),
+    ("mobile_engagement", "campaign_ids", st.just([1, 2]), {"kind": "tags"}),  # a parameter the kind does not use
+    ("mobile_engagement", "container", EMPTYISH, {}),
+]
+
+
+@pytest.fixture
+def op_sandbox(sandbox_state: Any, vendor_conns: dict[str, Any]) -> Any:
+    return sandbox_state
+
+
+@pytest.mark.parametrize(("operator", "param", "values", "valid"), INVALID, ids=[f"{o}.{p}" for o, p, _, _ in INVALID])
+@pytest.mark.timeout(120)
+def test_invalid_parameter_is_refused_before_any_request(op_sandbox: Any, operator: str, param: str, values: Any,
+                                                         valid: dict[str, Any]) -> None:
+    factory = _ops()[operator]
+
+    @OPS
+    @given(value=values)
+    def check(value: Any) -> None:
+        before, submitted = len(op_sandbox.requests), dict(op_sandbox.submissions)
+        op = factory(**{**valid, param: value})
+        with pytest.raises(ExportInputError) as caught:
+            op.execute(dict(CONTEXT))
+        assert str(caught.value).startswith(param) or f"{param}:" in str(caught.value) or f"{param} " in str(caught.value), (
+            f"message does not name {param!r}: {caught.value}")
+        assert len(op_sandbox.requests) == before, "a request reached the vendor before the parameter was checked"
+        assert dict(op_sandbox.submissions) == submitted
+
+    check()
+
+
+def test_valid_parameters_pass_validation() -> None:
+    """The base arguments the strategies modify are valid (validate() alone makes no request)."""
+    for factory in _ops().values():
+        factory().validate(dict(CONTEXT))  # raising would be the failure
+
+
+def test_unknown_segment_name_is_refused_without_a_submit(op_sandbox: Any) -> None:
+    submitted = op_sandbox.submissions["indicative"]
+    op = _ops()["indicative"](segment="No Such Segment Anywhere")
+    with pytest.raises(ExportInputError, match=r"^segment: no segment named 'No Such Segment Anywhere'"):
+        op.execute(dict(CONTEXT))
+    assert op_sandbox.submissions["indicative"] == submitted
+
+
+# ---- transfer operators: invalid parameters leave nothing under the final key --------------------------
+@pytest.fixture
+def landing_target(sandbox: Any, sandbox_state: Any, moto_s3: Any, aws_conn: str, wasb_conn: str, azurite: Any,
+                   monkeypatch: pytest.MonkeyPatch) -> Any:
+    import uuid
+
+    from tests.support.files_hook import export_file, export_job, set_files_connection
+
+    set_files_connection(monkeypatch, sandbox)
+    name = f"bad-input-{uuid.uuid4().hex[:8]}"
+    data = b"id,value\n1,a\n2,b\n"
+    sandbox_state.files[f"{name}.csv"] = data
+    moto_s3.client().create_bucket(Bucket=name)
+    azurite.service().create_container(name)
+    job = export_job([export_file(f"{name}.csv", data, rows=2, row_format="csv")]).to_dict()
+    return SimpleNamespace(name=name, job=job, state=sandbox_state, s3=moto_s3.client(), blobs=azurite.service().get_container_client(name))
+
+
+TRANSFER_INVALID: list[tuple[str, Any]] = [
+    ("convert", st.one_of(st.text(min_size=1, max_size=8).filter(lambda t: t not in ("jsonl", "csv", "parquet")), st.just("parquet"))),
+    ("decompress", st.one_of(st.text(max_size=4), st.integers())),
+    ("prefix", st.one_of(st.integers(), st.lists(st.text(max_size=3), max_size=2))),
+    ("part_size", st.one_of(st.integers(max_value=0), st.text(min_size=1, max_size=4), st.floats(allow_nan=True))),
+    ("batch_rows", st.integers(max_value=0)),
+    ("upload_concurrency", st.one_of(st.integers(max_value=0), st.just(2.5))),
+    ("order", st.lists(st.one_of(st.integers(), st.none()), min_size=1, max_size=3)),
+    ("export", st.one_of(st.none(), st.integers(), LETTERS, st.dictionaries(st.sampled_from(["vendor", "files"]), st.none(), max_size=2))),
+]
+
+
+@pytest.mark.parametrize(("param", "values"), TRANSFER_INVALID, ids=[p for p, _ in TRANSFER_INVALID])
+@pytest.mark.parametrize("target", ["s3", "azure"])
+@pytest.mark.timeout(120)
+def test_invalid_transfer_parameter_writes_nothing(landing_target: Any, target: str, param: str, values: Any) -> None:
+    from airflow_export_providers.transfers.export_to_azure_blob import ExportToAzureBlobOperator
+    from airflow_export_providers.transfers.export_to_s3 import ExportToS3Operator
+
+    t = landing_target
+
+    @OPS
+    @given(value=values)
+    def check(value: Any) -> None:
+        before = len(t.state.requests)
+        kwargs: dict[str, Any] = {"task_id": "land", "export": t.job, "prefix": "final", param: value}
+        op = (ExportToS3Operator(bucket=t.name, **kwargs) if target == "s3"
+              else ExportToAzureBlobOperator(container=t.name, **kwargs))
+        with pytest.raises(ExportInputError) as caught:
+            op.execute({})
+        assert param in str(caught.value)
+        assert len(t.state.requests) == before, "the file was read before the parameters were checked"
+        if target == "s3":
+            assert t.s3.list_objects_v2(Bucket=t.name).get("KeyCount", 0) == 0
+            assert not t.s3.list_multipart_uploads(Bucket=t.name).get("Uploads")
+        else:
+            assert not list(t.blobs.list_blobs())
+
+    check()
+
+
+@pytest.mark.parametrize("dest", ["", "a/b", None])
+def test_invalid_destination_writes_nothing(landing_target: Any, dest: Any) -> None:
+    from airflow_export_providers.transfers.export_to_azure_blob import ExportToAzureBlobOperator
+    from airflow_export_providers.transfers.export_to_s3 import ExportToS3Operator
+
+    with pytest.raises(ExportInputError, match=r"^bucket: "):
+        ExportToS3Operator(task_id="land", export=landing_target.job, bucket=dest).execute({})
+    with pytest.raises(ExportInputError, match=r"^container: "):
+        ExportToAzureBlobOperator(task_id="land", export=landing_target.job, container=dest).execute({})
+    assert landing_target.s3.list_objects_v2(Bucket=landing_target.name).get("KeyCount", 0) == 0
+
+
+def test_valid_transfer_parameters_land_the_file(landing_target: Any) -> None:
+    """Control: the same job with valid parameters does land (so the refusals above are about the parameter)."""
+    from airflow_export_providers.transfers.export_to_s3 import ExportToS3Operator
+
+    ExportToS3Operator(task_id="land", export=landing_target.job, bucket=landing_target.name, prefix="final",
+                       asset_alias=False).execute({})
+    keys = [o["Key"] for o in landing_target.s3.list_objects_v2(Bucket=landing_target.name)["Contents"]]
+    assert keys == [f"final/{landing_target.name}.csv"]
