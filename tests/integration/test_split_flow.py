@@ -189,3 +189,42 @@ def test_timeout_fails_or_skips_with_soft_fail(case: VendorCase, sandbox_state: 
         "poke_soft": "skipped", "poke_hard": "failed",
         "reschedule_soft": "skipped", "reschedule_hard": "failed",
     }
+
+
+# ---- the shipped example ---------------------------------------------------------------------------------
+
+
+def test_example_dag_start_sensor_transfer_lands_the_days_snapshot(sandbox_state: Any, vendor_conns: Any, aws_conn: str,
+                                                                   moto_s3: Any, airflow_db: Any) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from airflow_export_providers.sandbox import pond as pond_sandbox
+
+    cfg = sandbox_state.vendor_config("pond")
+    saved = dict(cfg)
+    cfg.update(pending_seconds=0.5, running_seconds=0.5, items=3, rows=40)
+    s3 = moto_s3.client()
+    try:
+        s3.create_bucket(Bucket="analytics-landing")
+    except s3.exceptions.BucketAlreadyOwnedByYou:
+        pass
+    dag = load_dag("split_start_sensor_transfer.py")
+    assert "pond" in dag.tags
+    dag.get_task("wait_for_snapshot").poke_interval = 0.2
+    since = len(sandbox_state.requests)
+    try:
+        dag_run = run_dag(dag, logical_date=datetime(2026, 6, 2, tzinfo=timezone.utc))
+    finally:
+        cfg.clear()
+        cfg.update(saved)
+    assert task_states(dag_run) == {"start_snapshot": "success", "wait_for_snapshot": "success", "land_in_s3": "success"}
+    day = datetime(2026, 6, 1, tzinfo=timezone.utc)  # a manual run at midnight covers the day that just ended
+    start, end = day.strftime("%Y-%m-%dT%H:%M:%S.000Z"), (day + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    href = xcom(dag_run, "start_snapshot")
+    assert isinstance(href, str) and ExportJob.from_dict(xcom(dag_run, "wait_for_snapshot")).job_id == href
+    prefix = "pond/split/2026-06-01"
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket="analytics-landing", Prefix=prefix + "/").get("Contents", [])]
+    got = {k[len(prefix) + 1:]: s3.get_object(Bucket="analytics-landing", Key=k)["Body"].read() for k in keys}
+    assert got == {f"{pond_sandbox.item_name('event', i)}.csv": pond_sandbox.generate_csv("event", start, end, i, 40 + 7 * i)
+                   for i in range(3)}
+    assert async_polls(sandbox_state, since) > 0, "the sensor waited in the trigger"
