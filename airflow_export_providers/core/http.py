@@ -28,7 +28,7 @@ from airflow_export_providers.core.errors import (
     VendorAuthError,
     VendorHTTPError,
 )
-from airflow_export_providers.core.redact import redact_text, redact_url
+from airflow_export_providers.core.redact import SECRET_HEADERS, redact_text, redact_url
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +110,11 @@ class Auth:
 def _same_origin(a: str, b: str) -> bool:
     pa, pb = urlsplit(a), urlsplit(b)
     return (pa.scheme, pa.hostname, pa.port) == (pb.scheme, pb.hostname, pb.port)
+
+
+def _without_credentials(headers: dict[str, str]) -> dict[str, str]:
+    """A request's own headers minus those that carry credentials (Authorization, MD-API-KEY, ...)."""
+    return {k: v for k, v in headers.items() if k.lower() not in SECRET_HEADERS}
 
 
 def _excerpt(body: bytes | str, limit: int = 300) -> str:
@@ -212,8 +217,9 @@ class HttpClient(_Base):
         send_auth = req.auth
         method = req.method
         data, json_body, params = req.data, req.json, req.params
+        static = dict(req.headers)
         for _ in range(MAX_REDIRECTS + 1):
-            headers = dict(req.headers)
+            headers = dict(static)
             if send_auth:
                 headers.update(self.auth.headers())
             resp = self.session.request(
@@ -232,7 +238,8 @@ class HttpClient(_Base):
                 target = urljoin(url, resp.headers["Location"])
                 resp.close()
                 if not _same_origin(url, target):
-                    send_auth = False  # never carry credentials to another host
+                    send_auth = False  # never carry credentials to another host, ours or the request's own
+                    static = _without_credentials(static)
                 if resp.status_code == 303 or (resp.status_code in (301, 302) and method == "POST"):
                     method, data, json_body = "GET", None, None
                 url, params = target, None
@@ -327,8 +334,9 @@ class AsyncHttpClient(_Base):
         session = await self._get_session()
         url, method, send_auth = req.url, req.method, req.auth
         data, json_body, params = req.data, req.json, req.params
+        static = dict(req.headers)
         for _ in range(MAX_REDIRECTS + 1):
-            headers = dict(req.headers)
+            headers = dict(static)
             if send_auth:
                 headers.update(await self.auth.aheaders())
             ssl: Any = None if self.verify is True else (False if self.verify is False else _ssl_context(self.verify))
@@ -341,6 +349,7 @@ class AsyncHttpClient(_Base):
                     target = urljoin(url, resp.headers["Location"])
                     if not _same_origin(url, target):
                         send_auth = False
+                        static = _without_credentials(static)
                     if resp.status == 303 or (resp.status in (301, 302) and method == "POST"):
                         method, data, json_body = "GET", None, None
                     url, params = target, None
