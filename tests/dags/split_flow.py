@@ -30,7 +30,7 @@ for _vendor, _case in CASES.items():
         ExportToS3Operator(task_id="land_deferred", export=_wait.output, bucket=BUCKET, prefix=f"{_prefix}/deferred")
         _waited = _wait
         _start = _case.operator("start_poke", wait_for_completion=False)
-        _wait = _case.sensor("wait_poke", "{{ ti.xcom_pull(task_ids='start_poke') }}", deferrable=False, timeout=60)
+        _wait = _case.sensor("wait_poke", "{{ ti.xcom_pull('start_poke') }}", deferrable=False, timeout=60)
         _waited >> _start >> _wait  # one flow after the other, so each sensor meets its job unfinished
         ExportToS3Operator(task_id="land_poke", export=_wait.output, bucket=BUCKET, prefix=f"{_prefix}/poke")
         _one = _case.operator("export", deferrable=False)
