@@ -95,6 +95,12 @@ class PondSnapshotOperator(ExportOperator):
             raise ExportInputError(f"entity: {self.entity!r} is not an entity name; accepted: lower-case names such as 'event'")
         start, end = self._range(context)
         # Same fixed-width format, so string order is time order.
+        if start == end and self.created_at_from in (None, "") and self.created_at_to in (None, ""):
+            raise ExportInputError(
+                f"created_at_from/created_at_to: this run's data interval is empty ({start} .. {end}); in Airflow 3 a "
+                "cron-string schedule makes runs without data intervals: schedule the DAG with CronDataIntervalTimetable "
+                "(or another data-interval timetable), or pass created_at_from and created_at_to"
+            )
         if start >= end:
             raise ExportInputError(
                 f"created_at_from ({start}) must be before created_at_to ({end}): POND snapshots a non-empty range"

@@ -23,7 +23,7 @@ from airflow_export_providers.core.hook import iter_stream
 from airflow_export_providers.core.job import ExportJob, JobState
 from airflow_export_providers.core.trigger import ExportJobTrigger
 from airflow_export_providers.hooks.pond import PondHook, link_expires_at, snapshot_id
-from airflow_export_providers.operators.pond import PondSnapshotOperator
+from airflow_export_providers.operators.pond import PondSnapshotOperator, pond_timestamp
 from airflow_export_providers.sandbox import pond as pond_sandbox
 from tests.conftest import set_connection
 
@@ -381,3 +381,116 @@ def test_trigger_waits_for_the_snapshot_and_a_rebuilt_trigger_continues_it(pond:
     assert "X-Amz" not in json.dumps(event)
     assert pond.submissions["pond"] == submissions, "the rebuilt trigger polls the same snapshot"
     assert vs(pond)["token_requests"] > tokens, "the triggers fetched their token asynchronously"
+
+
+# ---- real Airflow runs (dag.test()) -----------------------------------------------------------------
+def ensure_bucket(moto_s3: Any, bucket: str) -> None:
+    s3 = moto_s3.client()
+    try:
+        s3.create_bucket(Bucket=bucket)
+    except s3.exceptions.BucketAlreadyOwnedByYou:
+        pass
+
+
+def landed(moto_s3: Any, bucket: str, prefix: str) -> dict[str, bytes]:
+    s3 = moto_s3.client()
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])]
+    return {k: s3.get_object(Bucket=bucket, Key=k)["Body"].read() for k in keys}
+
+
+def fast(dag: Any) -> Any:
+    """Test speed: short polls, and no 5-minute retry delays inside dag.test()."""
+    for task in dag.tasks:
+        task.retries = 0
+        if hasattr(task, "poll_interval"):
+            task.poll_interval = 0.2
+    return dag
+
+
+def interval_day(run: Any) -> str:
+    return str(run.data_interval_start.strftime("%Y-%m-%d"))
+
+
+def snapshot_polls_by(pond: Any, href: str, agent: str) -> int:
+    path = f"/insights/snapshots/{snapshot_id(href)}"
+    return sum(r["path"] == path and agent in r["headers"].get("User-Agent", "") for r in pond.requests)
+
+
+@pytest.mark.parametrize("deferrable", [True, False], ids=["deferred", "polling"])
+def test_example_dag_lands_the_interval_snapshot_in_s3(
+    airflow_db: Any, pond: Any, aws_conn: str, moto_s3: Any, monkeypatch: pytest.MonkeyPatch, deferrable: bool
+) -> None:
+    from tests.support.airflow import load_dag, run_dag, task_states, xcom
+
+    monkeypatch.setenv("AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE", str(deferrable).lower())
+    ensure_bucket(moto_s3, "analytics-landing")
+    dag = fast(load_dag("pond_daily_snapshot.py"))
+    assert dag.get_task("snapshot").deferrable is deferrable, "the env-driven default decides where the wait happens"
+    before = pond.submissions["pond"]
+    run = run_dag(dag, logical_date=datetime(2026, 3, 10 if deferrable else 11, tzinfo=timezone.utc))
+    assert task_states(run) == {"snapshot": "success", "land_in_s3": "success"}
+    job = xcom(run, "snapshot")
+    start, end = job["extra"]["query"]["created_at"]
+    assert (start, end) == (pond_timestamp(run.data_interval_start, "from"), pond_timestamp(run.data_interval_end, "to"))
+    assert run.data_interval_end - run.data_interval_start == timedelta(days=1)
+    ds = interval_day(run)
+    expected = {f"pond/{ds}/{name}": data for name, data in expected_files(moto_s3, job["job_id"], "event", start, end).items()}
+    assert landed(moto_s3, "analytics-landing", f"pond/{ds}/") == expected
+    assert pond.submissions["pond"] - before == 1
+    # The trigger polls with aiohttp, the worker with requests: who polled shows where the wait happened.
+    assert (snapshot_polls_by(pond, job["job_id"], "aiohttp") > 0) is deferrable
+
+
+@pytest.mark.parametrize("deferrable", [True, False], ids=["deferred", "polling"])
+def test_a_retry_after_the_submit_does_not_schedule_a_second_snapshot(airflow_db: Any, pond: Any, deferrable: bool) -> None:
+    from tests.support.airflow import load_dag, run_dag, task_states, xcom
+
+    before = pond.submissions["pond"]
+    mode = "deferred" if deferrable else "polling"
+    run = run_dag(load_dag("pond_retry.py", f"pond_retry_after_submit_{mode}", folder="tests/dags"),
+                  logical_date=datetime(2026, 3, 12, tzinfo=timezone.utc))
+    assert task_states(run) == {"snapshot": "success"}
+    assert xcom(run, "snapshot")["state"] == "SUCCESS"
+    assert pond.submissions["pond"] - before == 1, "the retry resumed the stored snapshot href"
+
+
+@pytest.mark.parametrize("field", ["size_delta", "count_delta"])
+def test_size_or_count_mismatch_fails_the_landing(
+    airflow_db: Any, pond: Any, aws_conn: str, moto_s3: Any, monkeypatch: pytest.MonkeyPatch, field: str,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    from tests.support.airflow import load_dag, run_dag, task_states
+
+    monkeypatch.setenv("AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE", "false")
+    pond.config["pond"][field] = 1  # POND announces one byte / one row more than the file has
+    ensure_bucket(moto_s3, "analytics-landing")
+    dag = fast(load_dag("pond_daily_snapshot.py"))
+    run = run_dag(dag, logical_date=datetime(2026, 4, 1 if field == "size_delta" else 2, tzinfo=timezone.utc))
+    assert task_states(run) == {"snapshot": "success", "land_in_s3": "failed"}
+    assert landed(moto_s3, "analytics-landing", f"pond/{interval_day(run)}/") == {}, "nothing unverified becomes visible"
+    reason = "size: expected 2827 bytes, got 2826" if field == "size_delta" else "rows: expected 41, counted 40 (csv)"
+    out, err = capfd.readouterr()  # dag.test() prints the task's failure through structlog
+    assert f"event_000.csv: verification failed, nothing landed — {reason}" in out + err
+
+
+@pytest.mark.parametrize("deferrable", [True, False], ids=["deferred", "poking"])
+def test_split_flow_lands_the_same_bytes_as_the_one_task_flow(
+    airflow_db: Any, pond: Any, aws_conn: str, moto_s3: Any, monkeypatch: pytest.MonkeyPatch, deferrable: bool
+) -> None:
+    from tests.support.airflow import load_dag, run_dag, task_states, xcom
+
+    monkeypatch.setenv("AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE", "false")
+    ensure_bucket(moto_s3, "pond-split")
+    ensure_bucket(moto_s3, "analytics-landing")
+    day = datetime(2026, 5, 1 if deferrable else 2, tzinfo=timezone.utc)
+    mode = "deferred" if deferrable else "poking"
+    run = run_dag(fast(load_dag("pond_split.py", f"pond_split_flow_{mode}", folder="tests/dags")), logical_date=day)
+    assert task_states(run) == {"start": "success", "wait": "success", "land": "success"}
+    href = xcom(run, "start")
+    assert isinstance(href, str) and xcom(run, "wait")["job_id"] == href
+    assert (snapshot_polls_by(pond, href, "aiohttp") > 0) is deferrable
+    one_task = run_dag(fast(load_dag("pond_daily_snapshot.py")), logical_date=day)
+    assert task_states(one_task) == {"snapshot": "success", "land_in_s3": "success"}
+    assert one_task.data_interval_start == run.data_interval_start
+    split = landed(moto_s3, "pond-split", f"pond/{interval_day(run)}/")
+    assert len(split) == 3 and split == landed(moto_s3, "analytics-landing", f"pond/{interval_day(run)}/")
