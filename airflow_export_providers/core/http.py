@@ -23,6 +23,7 @@ import aiohttp
 import requests
 
 from airflow_export_providers.core.errors import (
+    ExportError,
     SubmitOutcomeUnknown,
     TransientHTTPError,
     VendorAuthError,
@@ -117,6 +118,11 @@ def _without_credentials(headers: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in headers.items() if k.lower() not in SECRET_HEADERS}
 
 
+def _certificate_refused(exc: BaseException) -> bool:
+    """The server's TLS certificate failed verification: permanent, so never retried."""
+    return isinstance(exc, aiohttp.ClientConnectorCertificateError) or "CERTIFICATE_VERIFY_FAILED" in str(exc)
+
+
 def _excerpt(body: bytes | str, limit: int = 300) -> str:
     text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
     text = " ".join(text.split())
@@ -152,6 +158,13 @@ class _Base:
         cls = VendorAuthError if status == 401 else VendorHTTPError
         return cls(self.vendor, status, message, url=url, retry_after=retry_after)
 
+    def _tls_error(self, url: str, exc: BaseException) -> ExportError:
+        return ExportError(
+            f"{self.vendor}: the TLS certificate of {redact_url(url)} is not trusted ({type(exc).__name__}: "
+            f"certificate verify failed); verification stays on: if the host uses a private CA, name its CA file "
+            f"in the connection extra ca_bundle"
+        )
+
     def _log_retry(self, what: str, url: str, attempt: int, delay: float) -> None:
         log.warning(
             "%s: %s on %s, attempt %d/%d, retrying in %.1fs",
@@ -178,6 +191,8 @@ class HttpClient(_Base):
             try:
                 resp = self._send_following_redirects(req)
             except (requests.ConnectionError, requests.Timeout) as exc:
+                if _certificate_refused(exc):
+                    raise self._tls_error(req.url, exc) from None
                 unsent = isinstance(exc, requests.ConnectTimeout) or "NewConnectionError" in repr(exc)
                 if not req.idempotent and not unsent:
                     raise SubmitOutcomeUnknown(
@@ -301,6 +316,8 @@ class AsyncHttpClient(_Base):
             try:
                 resp = await self._send_following_redirects(req)
             except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                if _certificate_refused(exc):
+                    raise self._tls_error(req.url, exc) from None
                 unsent = isinstance(exc, aiohttp.ClientConnectorError)
                 if not req.idempotent and not unsent:
                     raise SubmitOutcomeUnknown(
