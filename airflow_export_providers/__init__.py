@@ -80,6 +80,9 @@ CONNECTION_TYPES: list[dict[str, Any]] = [
         },
         "conn-fields": {
             "api_version": _field("API version", "Leanplum apiVersion parameter", "1.0.6"),
+            "quota_retry_seconds": _field(
+                "Quota retry (seconds)", "After a 24-exports-a-day refusal, try again after this long at most", "3600"
+            ),
         },
     },
     {
