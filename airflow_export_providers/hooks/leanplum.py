@@ -23,7 +23,7 @@ from airflow_export_providers.core.errors import (
     VendorAuthError,
     VendorHTTPError,
 )
-from airflow_export_providers.core.hook import ExportHook
+from airflow_export_providers.core.hook import ExportHook, require_secure_url
 from airflow_export_providers.core.http import Request
 from airflow_export_providers.core.job import ExportFile, ExportJob, JobState, map_state
 from airflow_export_providers.core.redact import register_secret
@@ -279,7 +279,8 @@ class LeanplumHook(ExportHook):
             url = urls[int(file.key)]
         except (ValueError, IndexError):
             raise ExportError(self.file_gone_message(file, 404) or "") from None
-        return Request("GET", url, auth=False)
+        # a signed link is a credential: never over plain http (loopback excepted, e.g. the sandbox)
+        return Request("GET", require_secure_url(url, f"export {file.job_id} files[{file.key}]"), auth=False)
 
     def file_gone_message(self, file: ExportFile, status: int) -> str | None:
         if status in _GONE_STATUSES:
