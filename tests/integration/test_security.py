@@ -1,0 +1,426 @@
+"""Security of the five vendors: credentials go only where they belong, TLS is verified, secrets leak nowhere.
+
+Real servers on loopback throughout: small recording HTTP(S) servers (two origins for redirects, one
+with a self-signed certificate made with ``cryptography``), the sandbox, moto and Azurite, and
+``dag.test()`` against the metadata DB. Every secret used here is registered with
+``tests.support.secrets`` so the suite-wide scan also looks for it in logs and captured output.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import ipaddress
+import json
+import secrets
+import ssl
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from airflow_export_providers.core.errors import ExportError, ExportInputError
+from airflow_export_providers.core.hook import ExportHook
+from airflow_export_providers.core.http import AsyncHttpClient, Auth, HttpClient, Request, RetryPolicy
+from airflow_export_providers.hooks.indicative import IndicativeHook
+from airflow_export_providers.hooks.leanplum import LeanplumHook
+from airflow_export_providers.hooks.mobile_engagement import MobileEngagementHook
+from airflow_export_providers.hooks.mx import MxSnapshotsHook
+from airflow_export_providers.hooks.pond import PondHook
+from tests.support.secrets import register
+
+pytestmark = pytest.mark.timeout(180)
+
+NO_RETRY = RetryPolicy(max_attempts=1)
+SECRET_HEADER_NAMES = {"authorization", "md-api-key", "x-api-key", "proxy-authorization", "cookie"}
+
+
+# ---- recording loopback servers ------------------------------------------------------------------------
+class Recorder:
+    """A tiny HTTP(S) server that records every request and can redirect (``/redirect?to=..&code=..``)."""
+
+    def __init__(self, host: str = "127.0.0.1", tls: ssl.SSLContext | None = None) -> None:
+        self.seen: list[dict[str, Any]] = []
+        recorder = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _handle(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                parts = urlsplit(self.path)
+                recorder.seen.append({"method": self.command, "path": parts.path, "query": parts.query,
+                                      "headers": {k.lower(): v for k, v in self.headers.items()}, "body": body})
+                if parts.path == "/redirect":
+                    query = parse_qs(parts.query)
+                    self.send_response(int(query.get("code", ["302"])[0]))
+                    self.send_header("Location", query["to"][0])
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                payload = json.dumps({"ok": True, "path": parts.path}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            do_GET = do_POST = _handle  # http.server calls do_<METHOD>
+
+            def log_message(self, *args: Any) -> None:
+                return None
+
+        self.server = ThreadingHTTPServer((host, 0), Handler)
+        if tls is not None:
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
+        self.scheme = "https" if tls is not None else "http"
+        self.host = host
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def port(self) -> int:
+        return int(self.server.server_address[1])
+
+    def url(self, path: str = "/", host: str | None = None) -> str:
+        return f"{self.scheme}://{host or self.host}:{self.port}{path}"
+
+    def start(self) -> Recorder:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def secret_headers(self, path: str) -> list[dict[str, str]]:
+        return [{k: v for k, v in r["headers"].items() if k in SECRET_HEADER_NAMES} for r in self.seen if r["path"] == path]
+
+
+@pytest.fixture
+def origin_a() -> Iterator[Recorder]:
+    server = Recorder().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def origin_b() -> Iterator[Recorder]:
+    server = Recorder().start()
+    yield server
+    server.stop()
+
+
+class StaticBearer(Auth):
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+def a_secret(name: str) -> str:
+    return register(f"security:{name}", f"{name}-{secrets.token_urlsafe(18)}")
+
+
+# ---- no credential across a redirect to another host ---------------------------------------------------
+def _redirect_cases(a: Recorder, b: Recorder) -> list[tuple[str, str]]:
+    """(start URL, where it ends): another port, another host name for the same address, same origin."""
+    return [
+        (a.url(f"/redirect?to={b.url('/landing')}&code=302"), "cross"),
+        (a.url(f"/redirect?to={b.url('/landing', host='localhost')}&code=307"), "cross"),
+        (a.url("/redirect?to=/landing&code=302"), "same"),
+    ]
+
+
+def _request(bearer: bool, static: dict[str, str]) -> Request:
+    return Request("GET", "", headers={"Accept": "application/json", **static}, auth=bearer)
+
+
+@pytest.mark.parametrize("client_kind", ["sync", "async"])
+def test_credentials_never_follow_a_redirect_to_another_host(origin_a: Recorder, origin_b: Recorder, client_kind: str) -> None:
+    token, api_key, basic = a_secret("bearer"), a_secret("md-api-key"), a_secret("basic")
+    static = {"MD-API-KEY": api_key, "X-Api-Key": api_key, "Proxy-Authorization": f"Basic {basic}"}
+    for start, where in _redirect_cases(origin_a, origin_b):
+        origin_a.seen.clear()
+        origin_b.seen.clear()
+        for bearer, headers in ((True, static), (False, {"Authorization": f"Basic {basic}"})):  # hook auth; POND token style
+            req = _request(bearer, headers)
+            req.url = start
+            if client_kind == "sync":
+                client = HttpClient("sec", auth=StaticBearer(token), policy=NO_RETRY)
+                assert client.json(req)["ok"] is True
+                client.close()
+            else:
+                async def go(r: Request = req) -> Any:
+                    aclient = AsyncHttpClient("sec", auth=StaticBearer(token), policy=NO_RETRY)
+                    try:
+                        return await aclient.json(r)
+                    finally:
+                        await aclient.close()
+
+                assert asyncio.run(go())["ok"] is True
+        target = origin_b if where == "cross" else origin_a
+        landed = [r for r in target.seen if r["path"] == "/landing"]
+        assert len(landed) == 2, f"{where}: {[r['path'] for r in target.seen]}"
+        first = origin_a.seen[0]["headers"]
+        assert first["authorization"] == f"Bearer {token}" and first["md-api-key"] == api_key  # sent to the origin asked
+        for record in landed:
+            assert record["headers"].get("accept") == "application/json"  # harmless headers do follow
+            leaked = {k: v for k, v in record["headers"].items() if k in SECRET_HEADER_NAMES}
+            if where == "cross":
+                assert leaked == {}, f"credentials followed a redirect to another host: {sorted(leaked)}"
+        if where == "same":
+            assert landed[0]["headers"]["authorization"] == f"Bearer {token}"
+            assert landed[0]["headers"]["md-api-key"] == api_key
+            assert landed[1]["headers"]["authorization"] == f"Basic {basic}"
+
+
+def test_mx_api_key_does_not_follow_a_cross_host_redirect(origin_a: Recorder, origin_b: Recorder, monkeypatch: pytest.MonkeyPatch) -> None:
+    """MX's MD-API-KEY (the hook's own auth) reaches the MX host only, not where a redirect points."""
+    from tests.conftest import set_connection
+
+    key = a_secret("mx-key")
+    set_connection(monkeypatch, "mx_sec", {"conn_type": "mx_snapshots", "host": origin_a.url(""), "password": key,
+                                           "extra": {"list_path": "/redirect?guid={guid}&to=" + origin_b.url("/listing")}})
+    hook = MxSnapshotsHook("mx_sec", retry_policy=NO_RETRY)
+    with pytest.raises(ExportError):
+        hook.get_job("CSS-1")  # {"ok": true} is no listing: one clear error, but the headers are what matter here
+    assert origin_a.seen[0]["headers"]["md-api-key"] == key
+    assert origin_b.secret_headers("/listing") == [{}]
+    hook.close()
+
+
+# ---- TLS verification is on by default -----------------------------------------------------------------
+def make_self_signed(folder: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 / localhost (its own CA), made with ``cryptography``."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = dt.datetime.now(dt.timezone.utc)
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "security-test self-signed")])
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(hours=1)).not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                       critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=False, content_commitment=False,
+                                     key_encipherment=False, data_encipherment=False, key_agreement=False,
+                                     encipher_only=False, decipher_only=False), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    cert_path, key_path = folder / "self-signed.pem", folder / "self-signed.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+@pytest.fixture(scope="module")
+def self_signed(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
+    cert, key = make_self_signed(tmp_path_factory.mktemp("tls"))
+    return SimpleNamespace(cert=cert, key=key)
+
+
+@pytest.fixture
+def tls_server(self_signed: SimpleNamespace) -> Iterator[Recorder]:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(self_signed.cert, self_signed.key)
+    server = Recorder(tls=context).start()
+    yield server
+    server.stop()
+
+
+@pytest.mark.parametrize("client_kind", ["sync", "async"])
+def test_clients_refuse_an_untrusted_certificate_at_once(tls_server: Recorder, self_signed: SimpleNamespace, client_kind: str) -> None:
+    token = a_secret("tls-bearer")
+    url = tls_server.url("/status?clientKey=" + token)
+
+    def call(verify: bool | str) -> Any:
+        policy = RetryPolicy(max_attempts=3, backoff_base=5)  # a retry would take seconds: there must be none
+        if client_kind == "sync":
+            client = HttpClient("sec", auth=StaticBearer(token), policy=policy, verify=verify)
+            try:
+                return client.json(Request("GET", url))
+            finally:
+                client.close()
+
+        async def go() -> Any:
+            aclient = AsyncHttpClient("sec", auth=StaticBearer(token), policy=policy, verify=verify)
+            try:
+                return await aclient.json(Request("GET", url))
+            finally:
+                await aclient.close()
+
+        return asyncio.run(asyncio.wait_for(go(), 20))
+
+    with pytest.raises(ExportError) as caught:
+        call(True)
+    message = str(caught.value)
+    assert "not trusted" in message and "ca_bundle" in message and token not in message
+    assert tls_server.seen == [], "nothing may be sent over an unverified connection"
+    assert call(str(self_signed.cert))["ok"] is True  # the same server, trusted through a CA file
+    assert len(tls_server.seen) == 1 and tls_server.seen[0]["headers"]["authorization"] == f"Bearer {token}"
+
+
+def _vendor_conn(vendor: str, host: str, **extra: Any) -> dict[str, Any]:
+    password = a_secret(f"{vendor}-password")
+    conn: dict[str, Any] = {"host": host, "login": "client-id", "password": password, "extra": dict(extra)}
+    if vendor == "pond":
+        conn["extra"].setdefault("token_url", host + "/oauth2/token")
+    if vendor == "mobile_engagement":
+        conn["extra"] = {"tenant_id": "t", "subscription_id": "s", "resource_group": "g", "app_collection": "c",
+                         "app_name": "a", "authority_host": host, **extra}
+    return conn
+
+
+VENDOR_HOOKS: dict[str, type[ExportHook]] = {
+    "pond": PondHook, "leanplum": LeanplumHook, "indicative": IndicativeHook, "mx": MxSnapshotsHook,
+    "mobile_engagement": MobileEngagementHook,
+}
+
+
+def _hook(monkeypatch: pytest.MonkeyPatch, vendor: str, conn: dict[str, Any]) -> Any:
+    from tests.conftest import set_connection
+
+    cls = VENDOR_HOOKS[vendor]
+    set_connection(monkeypatch, f"{vendor}_sec", {"conn_type": cls.conn_type, **conn})
+    return cls(f"{vendor}_sec", retry_policy=RetryPolicy(max_attempts=3, backoff_base=5))
+
+
+@pytest.mark.parametrize("vendor", sorted(VENDOR_HOOKS))
+def test_every_vendor_refuses_an_untrusted_certificate_by_default(
+    tls_server: Recorder, self_signed: SimpleNamespace, monkeypatch: pytest.MonkeyPatch, vendor: str,
+) -> None:
+    """Host, POND token URL and Azure AD authority all point at a self-signed server: refused, nothing sent."""
+    conn = _vendor_conn(vendor, tls_server.url("").rstrip("/"))
+    hook = _hook(monkeypatch, vendor, conn)
+    assert hook.verify is True and hook.client.verify is True
+    with pytest.raises(ExportError) as caught:
+        hook.get_job("job-1")
+    message = str(caught.value)
+    assert "ca_bundle" in message and conn["password"] not in message
+    assert tls_server.seen == []
+    hook.close()
+    if vendor == "mobile_engagement":
+        return  # azure-identity's own transport: its CA setting is covered in test_mobile_engagement.py
+    trusted = _hook(monkeypatch, vendor, {**conn, "extra": {**conn["extra"], "ca_bundle": str(self_signed.cert)}})
+    assert trusted.verify == str(self_signed.cert)
+    with pytest.raises(ExportError):  # {"ok": true} is no job, but the request went through
+        trusted.get_job("job-1")
+    assert tls_server.seen, "with the CA named in ca_bundle the same server is reached"
+    trusted.close()
+
+
+@pytest.mark.parametrize("vendor", ["indicative", "mx", "pond"])
+def test_trigger_reports_an_untrusted_certificate_as_one_error_event(
+    tls_server: Recorder, monkeypatch: pytest.MonkeyPatch, vendor: str,
+) -> None:
+    import time
+
+    from airflow_export_providers.core.trigger import ExportJobTrigger
+
+    conn = _vendor_conn(vendor, tls_server.url("").rstrip("/"))
+    hook = _hook(monkeypatch, vendor, conn)
+    trigger = ExportJobTrigger(hook_class=f"{type(hook).__module__}.{type(hook).__qualname__}", conn_id=hook.conn_id,
+                               job_id="job-1", poll_interval=0.1, deadline=time.time() + 3600)
+
+    async def run() -> list[dict[str, Any]]:
+        return [event.payload async for event in trigger.run()]
+
+    (event,) = asyncio.run(asyncio.wait_for(run(), 30))
+    assert event["status"] == "error" and "ca_bundle" in event["message"] and conn["password"] not in event["message"]
+    assert tls_server.seen == []
+
+
+# ---- plain http:// is refused for credential-bearing hosts, loopback excepted ------------------------------
+from hypothesis import given, settings  # noqa: E402 - used by this section only
+from hypothesis import strategies as st  # noqa: E402
+
+from airflow_export_providers.core.hook import is_loopback, require_secure_url  # noqa: E402
+from airflow_export_providers.core.job import ExportFile  # noqa: E402
+
+REMOTE_HOSTS = st.one_of(
+    st.from_regex(r"[a-z][a-z0-9-]{0,12}(\.[a-z]{2,6}){1,2}", fullmatch=True).filter(lambda h: not h.startswith("localhost")),
+    st.ip_addresses(v=4).filter(lambda ip: not ip.is_loopback).map(str),
+    st.sampled_from(["localhost.example.com", "127.0.0.1.nip.io", "127.1", "0.0.0.0", "10.0.0.1", "[::ffff:8.8.8.8]"]),
+)
+LOOPBACK = ["http://127.0.0.1:8080", "http://localhost:1", "http://[::1]:9000", "http://127.255.0.9"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(host=REMOTE_HOSTS)
+def test_plain_http_to_a_remote_host_is_refused(host: str) -> None:
+    with pytest.raises(ExportInputError, match=r"^field: .*must be an https:// URL"):
+        require_secure_url(f"http://{host}/path?key=k", "field")
+    assert require_secure_url(f"https://{host}/path", "field") == f"https://{host}/path"
+
+
+def _plain(vendor: str, **extra: Any) -> dict[str, Any]:
+    conn = _vendor_conn(vendor, "https://vendor.example.com", **extra)
+    return conn
+
+
+PLAIN_HTTP_CASES = [
+    ("pond", {"host": "http://api.example.com"}, "pond_sec.host"),
+    ("pond", {"extra": {"token_url": "http://auth.example.com/oauth2/token"}}, "token_url"),
+    ("leanplum", {"host": "http://api.leanplum.example"}, "leanplum_sec.host"),
+    ("indicative", {"host": "http://query.example.com"}, "indicative_sec.host"),
+    ("mx", {"host": "http://logs.example.com"}, "mx_sec.host"),
+    ("mobile_engagement", {"host": "http://management.example.com"}, "mobile_engagement_sec.host"),
+    ("mobile_engagement", {"extra": {"authority_host": "http://login.example.com"}}, "authority_host"),
+]
+
+
+@pytest.mark.parametrize(("vendor", "override", "field"), PLAIN_HTTP_CASES, ids=[f"{v}:{f}" for v, _, f in PLAIN_HTTP_CASES])
+def test_every_vendor_refuses_plain_http_before_sending_anything(
+    monkeypatch: pytest.MonkeyPatch, vendor: str, override: dict[str, Any], field: str,
+) -> None:
+    conn = _plain(vendor)
+    conn = {**conn, **{k: v for k, v in override.items() if k != "extra"}}
+    conn["extra"] = {**conn["extra"], **override.get("extra", {})}
+    hook = _hook(monkeypatch, vendor, conn)
+    with pytest.raises(ExportInputError) as caught:
+        hook.get_job("job-1")  # the host is checked before any connection is opened (no server exists there)
+    assert field in str(caught.value) and "https://" in str(caught.value) and conn["password"] not in str(caught.value)
+
+
+@pytest.mark.parametrize("vendor", sorted(VENDOR_HOOKS))
+@pytest.mark.parametrize("base", LOOPBACK)
+def test_plain_http_to_loopback_is_accepted(monkeypatch: pytest.MonkeyPatch, vendor: str, base: str) -> None:
+    assert is_loopback(urlsplit(base).hostname)
+    hook = _hook(monkeypatch, vendor, _vendor_conn(vendor, base))
+    assert hook.base_url == base
+    if vendor == "pond":
+        assert hook.token_url == base + "/oauth2/token"
+
+
+FILE_URL_CASES = ["http://bucket.s3.example.com/k.csv?X-Amz-Signature=abc", "http://cdn.example.net/f.avro.gz?sig=abc"]
+
+
+@pytest.mark.parametrize("url", FILE_URL_CASES)
+def test_signed_file_links_are_refused_over_plain_http(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    """POND, Leanplum and MX never fetch a file (a signed link or with MX's key) over plain http to a remote host."""
+    pond = _hook(monkeypatch, "pond", _vendor_conn("pond", "https://api.example.com"))
+    pond._links[("snap-1", "0")] = url
+    leanplum = _hook(monkeypatch, "leanplum", _vendor_conn("leanplum", "https://api.example.com"))
+    leanplum._file_urls["job-1"] = [url]
+    mx = _hook(monkeypatch, "mx", _vendor_conn("mx", "https://logs.example.com"))
+    cases: list[tuple[ExportHook, ExportFile]] = [
+        (pond, ExportFile("pond", "pond_sec", "snap-1", key="0", name="a.csv")),
+        (leanplum, ExportFile("leanplum", "leanplum_sec", "job-1", key="0", name="a.json")),
+        (mx, ExportFile("mx", "mx_sec", "CSS-1", key=url, name="a.avro.gz", extra={"locate_by": "url"})),
+    ]
+    for hook, file in cases:
+        with pytest.raises(ExportInputError, match="must be an https:// URL") as caught:
+            hook.file_request(file)
+        assert "abc" not in str(caught.value), "the signature is redacted from the message"
