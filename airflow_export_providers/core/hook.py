@@ -30,6 +30,7 @@ from airflow_export_providers.core.redact import redact_url, register_secret
 log = logging.getLogger(__name__)
 
 LINK_EXPIRED_STATUSES = (400, 403)
+DEFAULT_TIMEOUT = 60.0
 
 
 def is_loopback(host: str | None) -> bool:
@@ -101,14 +102,15 @@ class ExportHook(BaseHook):
         self,
         conn_id: str | None = None,
         *,
-        timeout: float = 60.0,
+        timeout: float | None = None,
         retry_policy: RetryPolicy | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__()
         self.conn_id = conn_id or self.default_conn_name
-        self.timeout = timeout
-        self.retry_policy = retry_policy or RetryPolicy()
+        # None: read from the connection extras when first needed (``timeout``, ``retry_*``), else defaults.
+        self._timeout = timeout
+        self._retry_policy = retry_policy
         self._conn: Any = None
         self._auth: Auth | None = None
         self._client: HttpClient | None = None
@@ -140,6 +142,50 @@ class ExportHook(BaseHook):
     @property
     def extras(self) -> dict[str, Any]:
         return self.extras_of(self.conn)
+
+    def _extra_number(self, name: str, kind: type[float] | type[int]) -> float | int | None:
+        value = self.extras.get(name)
+        if value is None or value == "":
+            return None
+        try:
+            number = kind(value)
+        except (TypeError, ValueError):
+            number = 0
+        if isinstance(value, bool) or number <= 0:
+            raise ExportInputError(f"{self.conn_id}: extra {name!r} must be a positive number, got {value!r}")
+        return number
+
+    @property
+    def timeout(self) -> float:
+        """Read timeout (s) of every vendor call: the ``timeout`` argument, else the extra ``timeout``, else 60."""
+        if self._timeout is None:
+            self._timeout = float(self._extra_number("timeout", float) or DEFAULT_TIMEOUT)
+        return self._timeout
+
+    @timeout.setter
+    def timeout(self, value: float) -> None:
+        self._timeout = value
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        """The ``retry_policy`` argument, else one built from the extras ``retry_max_attempts``,
+        ``retry_backoff_base`` and ``retry_backoff_max`` (the policy's defaults for those not set).
+
+        Extras reach every place the hook is rebuilt (triggerer, landing), which constructor
+        arguments do not.
+        """
+        if self._retry_policy is None:
+            settings: dict[str, Any] = {}
+            for field, kind in (("max_attempts", int), ("backoff_base", float), ("backoff_max", float)):
+                number = self._extra_number(f"retry_{field}", kind)
+                if number is not None:
+                    settings[field] = number
+            self._retry_policy = RetryPolicy(**settings)
+        return self._retry_policy
+
+    @retry_policy.setter
+    def retry_policy(self, value: RetryPolicy) -> None:
+        self._retry_policy = value
 
     @property
     def verify(self) -> bool | str:
