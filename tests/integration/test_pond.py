@@ -426,7 +426,9 @@ def test_example_dag_lands_the_interval_snapshot_in_s3(
     ensure_bucket(moto_s3, "analytics-landing")
     dag = fast(load_dag("pond_daily_snapshot.py"))
     assert dag.get_task("snapshot").deferrable is deferrable, "the env-driven default decides where the wait happens"
-    before = pond.submissions["pond"]
+    before, seen = pond.submissions["pond"], len(vs(pond)["s3_requests"])
+    # The connection to the presigned host drops half-way through event_001: the landing resumes it.
+    reset = pond.add_fault(path=r"/prod-pond-insights-exports/.+/event_001$", kind="reset")
     run = run_dag(dag, logical_date=datetime(2026, 3, 10 if deferrable else 11, tzinfo=timezone.utc))
     assert task_states(run) == {"snapshot": "success", "land_in_s3": "success"}
     job = xcom(run, "snapshot")
@@ -437,6 +439,10 @@ def test_example_dag_lands_the_interval_snapshot_in_s3(
     expected = {f"pond/{ds}/{name}": data for name, data in expected_files(moto_s3, job["job_id"], "event", start, end).items()}
     assert landed(moto_s3, "analytics-landing", f"pond/{ds}/") == expected
     assert pond.submissions["pond"] - before == 1
+    assert reset.hits == 1
+    resumed = [r for r in vs(pond)["s3_requests"][seen:] if r["path"].endswith("/event_001")]
+    assert [r["status"] for r in resumed] == [200, 206] and resumed[1]["headers"]["Range"].startswith("bytes=")
+    assert not any("Authorization" in r["headers"] for r in vs(pond)["s3_requests"][seen:])
     # The trigger polls with aiohttp, the worker with requests: who polled shows where the wait happened.
     assert (snapshot_polls_by(pond, job["job_id"], "aiohttp") > 0) is deferrable
 
@@ -494,3 +500,14 @@ def test_split_flow_lands_the_same_bytes_as_the_one_task_flow(
     assert one_task.data_interval_start == run.data_interval_start
     split = landed(moto_s3, "pond-split", f"pond/{interval_day(run)}/")
     assert len(split) == 3 and split == landed(moto_s3, "analytics-landing", f"pond/{interval_day(run)}/")
+
+
+def test_trigger_replaces_a_token_that_expires_while_it_waits(pond: Any) -> None:
+    pond.config["pond"].update({"token_lifetime": 1, "pending_seconds": 1.5, "running_seconds": 1.0})
+    href = PondHook().submit(SEED_FROM, SEED_TO)
+    tokens, rejected = vs(pond)["token_requests"], vs(pond)["rejected_tokens"]
+    trigger = ExportJobTrigger(hook_class=HOOK, conn_id="pond_default", job_id=href, poll_interval=0.2, deadline=time.time() + 30)
+    (event,) = asyncio.run(collect(trigger))
+    assert event["status"] == "success"
+    assert vs(pond)["token_requests"] - tokens >= 2, "the async path fetched a new token during a 2.5 s wait"
+    assert vs(pond)["rejected_tokens"] == rejected
