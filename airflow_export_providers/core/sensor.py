@@ -36,6 +36,7 @@ class ExportJobSensor(BaseSensorOperator):
         super().__init__(**kwargs)
         self.conn_id = conn_id or self.hook_class.default_conn_name
         self.deferrable = default_deferrable() if deferrable is None else deferrable
+        self._hook: ExportHook | None = None
 
     def job_ref(self) -> str:
         ref = getattr(self, self.job_ref_field)
@@ -51,7 +52,10 @@ class ExportJobSensor(BaseSensorOperator):
         return {}
 
     def get_hook(self) -> ExportHook:
-        return self.hook_class(conn_id=self.conn_id, **self.hook_params())
+        """One hook per task process, so pokes reuse its HTTP session and token (no token request per poke)."""
+        if self._hook is None:
+            self._hook = self.hook_class(conn_id=self.conn_id, **self.hook_params())
+        return self._hook
 
     def _done(self, job: ExportJob) -> bool:
         return job.state != JobState.PENDING if self.wait_for == "ready" else job.state.is_final
