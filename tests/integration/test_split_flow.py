@@ -228,3 +228,15 @@ def test_example_dag_start_sensor_transfer_lands_the_days_snapshot(sandbox_state
     assert got == {f"{pond_sandbox.item_name('event', i)}.csv": pond_sandbox.generate_csv("event", start, end, i, 40 + 7 * i)
                    for i in range(3)}
     assert async_polls(sandbox_state, since) > 0, "the sensor waited in the trigger"
+
+
+def test_a_poking_sensor_reuses_its_token_across_pokes(sandbox: Any, sandbox_state: Any, vendor_conns: Any, moto_s3: Any) -> None:
+    """POND tokens live an hour: a sensor poking every few seconds must not ask for one per poke."""
+    case = CASES["pond"]
+    ref = case.start(sandbox_state, "ok")
+    since = len(sandbox_state.requests)
+    result = case.sensor("wait", ref, deferrable=False, timeout=30).execute({})  # type: ignore[arg-type]
+    assert ExportJob.from_dict(result).state == JobState.SUCCESS
+    paths = [r["path"] for r in sandbox_state.requests[since:]]
+    assert sum(1 for p in paths if p.startswith("/insights/snapshots/")) >= 2, "the sensor poked more than once"
+    assert sum(1 for p in paths if p == "/oauth2/token") == 1
