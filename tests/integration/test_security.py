@@ -12,6 +12,7 @@ import asyncio
 import datetime as dt
 import ipaddress
 import json
+import re
 import secrets
 import ssl
 import threading
@@ -424,3 +425,217 @@ def test_signed_file_links_are_refused_over_plain_http(monkeypatch: pytest.Monke
         with pytest.raises(ExportInputError, match="must be an https:// URL") as caught:
             hook.file_request(file)
         assert "abc" not in str(caught.value), "the signature is redacted from the message"
+
+
+# ---- secrets never in exception text (a vendor that echoes them back) ----------------------------------
+# vendor -> (regex of its status route in the sandbox, a job id)
+STATUS_ROUTES_AND_IDS = {
+    "pond": (r"^/insights/snapshots/", "c5e99fed-e2d4"),
+    "leanplum": (r"^/api$", "export_1"),
+    "indicative": (r"^/service/v1/segments/export/", "e1"),
+    "mx": (r"^/snapshots/[^/]+/files$", "CSS-1"),
+    "mobile_engagement": (r"/devices/exportTasks/", "t1"),
+}
+STATUS_ROUTES = {vendor: route for vendor, (route, _id) in STATUS_ROUTES_AND_IDS.items()}
+
+
+@pytest.fixture
+def sandbox_secrets(sandbox: Any, sandbox_state: Any, vendor_conns: dict[str, Any]) -> dict[str, str]:
+    for conn_id, conn in vendor_conns.items():
+        if conn.get("password"):
+            register(f"{conn_id}:password", str(conn["password"]))
+    return {conn_id: str(conn.get("password") or "") for conn_id, conn in vendor_conns.items()}
+
+
+@pytest.mark.parametrize("status", [400, 500])
+@pytest.mark.parametrize("vendor", sorted(STATUS_ROUTES_AND_IDS))
+def test_secrets_echoed_by_the_vendor_never_reach_exception_text(
+    sandbox_state: Any, sandbox_secrets: dict[str, str], vendor: str, status: int,
+) -> None:
+    import time
+
+    from airflow_export_providers.core.trigger import ExportJobTrigger
+
+    route, job_id = STATUS_ROUTES_AND_IDS[vendor]
+    cls = VENDOR_HOOKS[vendor]
+    password = sandbox_secrets[cls.default_conn_name]
+    shaped = {"bearer": a_secret("echo-bearer"), "sig": a_secret("echo-sig"), "amz": a_secret("echo-amz")}
+    body = json.dumps({"error": {"code": "Echo", "message": (
+        f"request https://h.example.com/x?clientKey={password}&sig={shaped['sig']}&X-Amz-Signature={shaped['amz']} "
+        f"with Authorization: Bearer {shaped['bearer']} refused; key {password}")}})
+    sandbox_state.add_fault(path=route, method="GET", status=status, body=body, times=-1)
+    hook = cls(retry_policy=RetryPolicy(max_attempts=2, backoff_base=0.05, backoff_max=0.1))
+    with pytest.raises(ExportError) as caught:
+        hook.get_job(job_id)
+    texts = [str(caught.value), repr(caught.value)]
+    if status >= 500:  # the triggerer would keep retrying with the default backoff: its path is proven on 400
+        texts.append("")
+        status_words_and_secrets(texts, status, vendor, [password, *shaped.values()], sandbox_state)
+        hook.close()
+        return
+    trigger = ExportJobTrigger(hook_class=f"{cls.__module__}.{cls.__qualname__}", conn_id=hook.conn_id, job_id=job_id,
+                               poll_interval=0.05, deadline=time.time() + 1.5, hook_kwargs=hook.hook_kwargs())
+
+    async def run() -> list[dict[str, Any]]:
+        return [event.payload async for event in trigger.run()]
+
+    (event,) = asyncio.run(asyncio.wait_for(run(), 30))
+    assert event["status"] == "error"
+    texts.append(json.dumps(event))
+    status_words_and_secrets(texts, status, vendor, [password, *shaped.values()], sandbox_state)
+    hook.close()
+
+
+def status_words_and_secrets(texts: list[str], status: int, vendor: str, values: list[str], state: Any) -> None:
+    issued = [v for v in state.issued if len(v) >= 12]  # tokens and signatures the sandbox handed out
+    for text in texts:
+        for value in (*values, *issued):
+            assert value not in text, f"a secret reached the {vendor} error text: {text[:200]}"
+    assert f"HTTP {status}" in texts[0]
+
+
+# ---- a real run of every vendor: no secret in XCom, rendered fields, trigger rows, the DB or the logs -------
+FAST_VENDORS = ("pond", "leanplum", "indicative", "mobile_engagement", "generic")
+
+
+def _all_secret_values(state: Any, conns: dict[str, Any]) -> dict[str, str]:
+    """Every credential of this run: connection passwords, sandbox secrets, issued tokens and signatures,
+    and what the hooks registered with the redactor at runtime (SAS, signed-link values, tokens)."""
+    from airflow_export_providers.core import redact
+
+    values = {f"conn:{k}": str(v.get("password")) for k, v in conns.items() if v.get("password")}
+    values.update({f"sandbox:{k}": v for k, v in state.secrets.items()})
+    values.update({f"issued:{v[:8]}": v for v in state.issued})
+    with redact._lock:
+        registered = set(redact._registered)
+    values.update({f"registered:{v[:6]}": v for v in registered})
+    return {k: v for k, v in values.items() if len(v) >= 12 and not v.isdigit()}
+
+
+def _db_texts(dag_id: str) -> dict[str, list[str]]:
+    """The rows a run leaves in the metadata DB that could carry a value of the task (as text)."""
+    from airflow.settings import engine
+    from sqlalchemy import text
+
+    queries = {
+        "rendered_task_instance_fields": "SELECT * FROM rendered_task_instance_fields WHERE dag_id = :d",
+        "xcom": "SELECT * FROM xcom WHERE dag_id = :d",
+        "task_instance": "SELECT * FROM task_instance WHERE dag_id = :d",
+        "task_instance_history": "SELECT * FROM task_instance_history WHERE dag_id = :d",
+        "trigger": "SELECT * FROM trigger",
+        "log": "SELECT * FROM log WHERE dag_id = :d",
+        "dag_run": "SELECT * FROM dag_run WHERE dag_id = :d",
+        "asset_event": "SELECT * FROM asset_event",
+        "variable": "SELECT * FROM variable",
+    }
+    found: dict[str, list[str]] = {}
+    assert engine is not None, "the metadata DB is configured (airflow_db fixture)"
+    with engine.connect() as connection:
+        for table, sql in queries.items():
+            rows = connection.execute(text(sql), {"d": dag_id}).fetchall()
+            found[table] = [" | ".join(str(c) for c in row) for row in rows]
+    return found
+
+
+@pytest.fixture
+def all_vendors(sandbox: Any, sandbox_state: Any, vendor_conns: dict[str, Any], aws_conn: str, wasb_conn: str,
+                moto_s3: Any, azurite: Any) -> Iterator[Any]:
+    from airflow_export_providers.sandbox.mx import add_snapshot
+
+    saved = {v: dict(sandbox_state.vendor_config(v)) for v in FAST_VENDORS}
+    for vendor in FAST_VENDORS:
+        sandbox_state.vendor_config(vendor).update(pending_seconds=0.2, running_seconds=0.3)
+    add_snapshot(sandbox_state, "CSS-SECURITY", ready_after=1.0, clock_on_first_request=True, url_style="signed")
+    s3 = moto_s3.client()
+    if "security-landing" not in [b["Name"] for b in s3.list_buckets().get("Buckets", [])]:
+        s3.create_bucket(Bucket="security-landing")
+    for conn_id, conn in vendor_conns.items():
+        if conn.get("password"):
+            register(f"{conn_id}:password", str(conn["password"]))
+    yield SimpleNamespace(state=sandbox_state, conns=vendor_conns, s3=s3)
+    for vendor, cfg in saved.items():
+        sandbox_state.vendor_config(vendor).clear()
+        sandbox_state.vendor_config(vendor).update(cfg)
+
+
+@pytest.mark.timeout(600)
+def test_a_real_run_of_every_vendor_leaves_no_secret_in_the_db(airflow_db: Path, all_vendors: Any) -> None:
+    from tests.support.airflow import load_dag, run_dag, task_states, xcom
+
+    before = len(all_vendors.state.requests)
+    run = run_dag(load_dag("security_all_vendors.py", folder="tests/dags"))
+    states = task_states(run)
+    assert set(states.values()) == {"success"}, states
+    rows = _db_texts("security_all_vendors")
+    # the check below means something only if the values are there to be searched
+    assert len(rows["rendered_task_instance_fields"]) == len(states)
+    assert any("2026-03-14T00:00:00Z" in r for r in rows["rendered_task_instance_fields"])
+    assert any("security-landing" in r for r in rows["rendered_task_instance_fields"])
+    for task in ("pond", "leanplum", "indicative", "mx", "mobile_engagement"):
+        job = xcom(run, task)
+        assert job and job["state"] == "SUCCESS", task
+        assert job["files"] or task == "mobile_engagement", task
+    assert xcom(run, "land_mx") and xcom(run, "land_leanplum")
+    polled_by_trigger = {vendor for vendor, route in STATUS_ROUTES.items() for r in all_vendors.state.requests[before:]
+                         if re.search(route, r["path"]) and "aiohttp" in r["headers"].get("User-Agent", "")}
+    assert polled_by_trigger == set(STATUS_ROUTES), f"every export was deferred to the trigger: {polled_by_trigger}"
+
+    secrets_ = _all_secret_values(all_vendors.state, all_vendors.conns)
+    assert any(k.startswith("registered:") for k in secrets_)  # tokens / signed-link values of this run
+    for name, value in secrets_.items():
+        register(f"security-run:{name}", value)  # the suite-wide scan looks for them everywhere too
+    hits = [(table, name) for table, texts in rows.items() for text in texts for name, value in secrets_.items() if value in text]
+    assert not hits, f"secrets stored in the metadata DB: {hits[:10]}"
+    # task logs of dag.test() go to the captured output, which the suite-wide scan searches for these values
+
+
+def _deferring_operators() -> dict[str, Any]:
+    from airflow_export_providers.hooks.leanplum import PACIFIC
+    from airflow_export_providers.operators.indicative import IndicativeSegmentExportOperator
+    from airflow_export_providers.operators.leanplum import LeanplumExportOperator
+    from airflow_export_providers.operators.mobile_engagement import MobileEngagementExportOperator
+    from airflow_export_providers.operators.mx import MxSnapshotOperator
+    from airflow_export_providers.operators.pond import PondSnapshotOperator
+
+    recent = dt.datetime.now(PACIFIC).date()
+    fast: dict[str, Any] = {"deferrable": True, "poll_interval": 0.2}
+    return {
+        "pond": PondSnapshotOperator(task_id="pond", created_at_from="2026-03-13T00:00:00Z", created_at_to="2026-03-14T00:00:00Z", **fast),
+        "leanplum": LeanplumExportOperator(task_id="leanplum", export_start_date=f"{recent - dt.timedelta(days=3):%Y%m%d}", **fast),
+        "indicative": IndicativeSegmentExportOperator(task_id="indicative", segment="Churn Risk", **fast),
+        "mx": MxSnapshotOperator(task_id="mx", snapshot_guid="CSS-SECURITY-DEFER", **fast),
+        "mobile_engagement": MobileEngagementExportOperator(task_id="me", kind="tags", container="security-defer", **fast),
+    }
+
+
+@pytest.mark.parametrize("vendor", sorted(STATUS_ROUTES))
+@pytest.mark.timeout(120)
+def test_trigger_kwargs_events_and_xcom_of_a_deferral_hold_no_secret(all_vendors: Any, vendor: str) -> None:
+    """What the triggerer stores (serialize()), the event it hands back and the XCom carry no credential."""
+    from airflow.sdk.exceptions import TaskDeferred
+
+    from airflow_export_providers.sandbox.mx import add_snapshot
+
+    add_snapshot(all_vendors.state, "CSS-SECURITY-DEFER", ready_after=1.0, clock_on_first_request=True, url_style="signed")
+    op = _deferring_operators()[vendor]
+    day = dt.datetime(2026, 3, 14, tzinfo=dt.timezone.utc)
+    context: dict[str, Any] = {"data_interval_start": day, "data_interval_end": day + dt.timedelta(days=1), "run_id": "manual__sec"}
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute(context)
+    classpath, kwargs = deferred.value.trigger.serialize()
+    stored = json.dumps({"classpath": classpath, "kwargs": kwargs, "method": deferred.value.method_name,
+                         "next_kwargs": deferred.value.kwargs}, default=str)
+    trigger = type(deferred.value.trigger)(**json.loads(json.dumps(kwargs)))
+
+    async def run() -> list[dict[str, Any]]:
+        return [event.payload async for event in trigger.run()]
+
+    (event,) = asyncio.run(asyncio.wait_for(run(), 60))
+    assert event["status"] == "success", event
+    result = op.execute_complete(context, event)
+    assert result["state"] == "SUCCESS" and result["job_id"] == kwargs["job_id"]
+    secrets_ = _all_secret_values(all_vendors.state, all_vendors.conns)
+    assert all_vendors.conns[VENDOR_HOOKS[vendor].default_conn_name]["password"] in secrets_.values()
+    for where, text in (("trigger kwargs", stored), ("trigger event", json.dumps(event)), ("XCom", json.dumps(result))):
+        leaked = [name for name, value in secrets_.items() if value in text]
+        assert not leaked, f"{vendor}: secrets in the {where}: {leaked}"
