@@ -639,3 +639,70 @@ def test_trigger_kwargs_events_and_xcom_of_a_deferral_hold_no_secret(all_vendors
     for where, text in (("trigger kwargs", stored), ("trigger event", json.dumps(event)), ("XCom", json.dumps(result))):
         leaked = [name for name, value in secrets_.items() if value in text]
         assert not leaked, f"{vendor}: secrets in the {where}: {leaked}"
+
+
+# ---- no credential to presigned / other hosts ----------------------------------------------------------
+def test_file_downloads_send_no_credential_to_the_file_host(all_vendors: Any, origin_b: Recorder) -> None:
+    """POND and Leanplum signed links and an MX file on another origin: the GET carries the signature only.
+
+    Each hook is a working one (POND has fetched a bearer token, MX has its key) so a credential is at
+    hand; the file host is a recording server on another origin than the vendor API (the sandbox).
+    """
+    from airflow_export_providers.core.hook import iter_stream
+
+    pond = PondHook(retry_policy=NO_RETRY)
+    token = pond.token_auth.token()
+    pond._links[("snap-1", "0")] = origin_b.url("/pond/event_000.csv?X-Amz-Signature=" + a_secret("pond-sig"))
+    leanplum = LeanplumHook(retry_policy=NO_RETRY)
+    leanplum._file_urls["job-1"] = [origin_b.url("/leanplum/export-1-output-0?sig=" + a_secret("lp-sig"))]
+    mx = MxSnapshotsHook(retry_policy=NO_RETRY)
+    assert mx.auth.headers()  # the MD-API-KEY is there to be (wrongly) sent
+    files: list[tuple[ExportHook, ExportFile]] = [
+        (pond, ExportFile("pond", pond.conn_id, "snap-1", key="0", name="event_000.csv")),
+        (leanplum, ExportFile("leanplum", leanplum.conn_id, "job-1", key="0", name="export.json")),
+        (mx, ExportFile("mx", mx.conn_id, "CSS-1", key=origin_b.url("/mx/users-1.avro.gz"), name="users-1.avro.gz",
+                        extra={"locate_by": "url"})),
+    ]
+    for hook, file in files:
+        stream = hook.open_file(file)
+        assert b"".join(iter_stream(stream))
+        stream.close()
+    credentials = {token, str(all_vendors.conns["leanplum_default"]["password"]), str(all_vendors.conns["mx_snapshots_default"]["password"])}
+    assert [r["path"] for r in origin_b.seen] == ["/pond/event_000.csv", "/leanplum/export-1-output-0", "/mx/users-1.avro.gz"]
+    for record in origin_b.seen:
+        assert not {k for k in record["headers"] if k in SECRET_HEADER_NAMES}, record["path"]
+        sent = json.dumps(record["headers"]) + record["query"]
+        assert not [c for c in credentials if c in sent], f"a credential went to the file host with {record['path']}"
+    for hook, _file in files:
+        hook.close()
+
+
+@pytest.mark.timeout(120)
+def test_indicative_https_result_is_fetched_without_basic_auth(all_vendors: Any) -> None:
+    import time
+
+    from airflow_export_providers.core.hook import iter_stream
+
+    cfg = all_vendors.state.vendor_config("indicative")
+    cfg["result_scheme"] = "https"
+    try:
+        hook = IndicativeHook(retry_policy=NO_RETRY)
+        segment = next(s for s in hook.list_segments() if s["name"] == "Churn Risk")
+        job_id = hook.submit(segment["segmentId"])
+        deadline = time.time() + 30
+        job = hook.get_job(job_id)
+        while not job.state.is_final and time.time() < deadline:
+            time.sleep(0.2)
+            job = hook.get_job(job_id)
+        since = len(all_vendors.state.requests)
+        stream = hook.open_file(job.files[0])
+        assert b"".join(iter_stream(stream))
+        stream.close()
+    finally:
+        cfg.pop("result_scheme", None)
+    calls = all_vendors.state.requests[since:]
+    download = [r for r in calls if r["path"].startswith("/indicative-results/")]
+    api = [r for r in calls if r["path"].startswith("/service/v1/")]
+    assert len(download) == 1 and not {k.lower() for k in download[0]["headers"]} & SECRET_HEADER_NAMES
+    assert api and all(r["headers"]["Authorization"].startswith("Basic ") for r in api)  # the API call does carry it
+    hook.close()
