@@ -645,3 +645,32 @@ def test_valid_transfer_parameters_land_the_file(landing_target: Any) -> None:
                        asset_alias=False).execute({})
     keys = [o["Key"] for o in landing_target.s3.list_objects_v2(Bucket=landing_target.name)["Contents"]]
     assert keys == [f"final/{landing_target.name}.csv"]
+
+
+@pytest.mark.parametrize("target", ["s3", "azure"])
+@pytest.mark.parametrize("problem", ["size", "rows", "gone"])
+@pytest.mark.timeout(120)
+def test_a_file_that_does_not_match_its_answer_leaves_no_final_object(landing_target: Any, target: str, problem: str) -> None:
+    """The vendor announced a size / row count the bytes do not have, or the file is gone: one ExportError, no object."""
+    from airflow_export_providers.transfers.export_to_azure_blob import ExportToAzureBlobOperator
+    from airflow_export_providers.transfers.export_to_s3 import ExportToS3Operator
+
+    t = landing_target
+    job = copy.deepcopy(t.job)
+    file = job["files"][0]
+    if problem == "size":
+        file["size"] += 1
+    elif problem == "rows":
+        file["rows"] = 3
+    else:
+        file["key"] = file["name"] = "no-such-file.csv"
+    kwargs: dict[str, Any] = {"task_id": "land", "export": job, "prefix": "final", "asset_alias": False}
+    op = ExportToS3Operator(bucket=t.name, **kwargs) if target == "s3" else ExportToAzureBlobOperator(container=t.name, **kwargs)
+    with pytest.raises(ExportError) as caught:
+        op.execute({})
+    assert {"size": "size", "rows": "rows", "gone": "404"}[problem] in str(caught.value)
+    if target == "s3":
+        assert t.s3.list_objects_v2(Bucket=t.name).get("KeyCount", 0) == 0
+        assert not t.s3.list_multipart_uploads(Bucket=t.name).get("Uploads")
+    else:
+        assert not list(t.blobs.list_blobs())
