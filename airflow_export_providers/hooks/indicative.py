@@ -121,14 +121,6 @@ class IndicativeHook(ExportHook):
         super().__init__(conn_id, **kwargs)
         self._aws_conn_id = aws_conn_id
 
-    @classmethod
-    def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        return {
-            "hidden_fields": ["schema", "port"],
-            "relabeling": {"login": "API key", "password": "Access token", "host": "API base URL"},
-            "placeholders": {"host": cls.default_host, "login": "project API key", "password": "access token"},
-        }
-
     # ---- connection --------------------------------------------------------------------------
     @property
     def aws_conn_id(self) -> str:

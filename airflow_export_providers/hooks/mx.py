@@ -117,15 +117,6 @@ class MxSnapshotsHook(ExportHook):
     hook_name = "MX Snapshots"
     default_host: ClassVar[str] = "https://logs.moneydesktop.com"
 
-    @classmethod
-    def get_ui_field_behaviour(cls) -> dict[str, Any]:
-        """Form of the connection in the UI (same as the provider info declares)."""
-        return {
-            "hidden_fields": ["schema", "port"],
-            "relabeling": {"login": "Client ID", "password": "API key", "host": "API base URL"},
-            "placeholders": {"host": cls.default_host, "login": "your MX client id", "password": "MX API key"},
-        }
-
     # ---- settings ----------------------------------------------------------------------------
     @property
     def auth_style(self) -> str:
