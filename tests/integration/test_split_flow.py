@@ -27,6 +27,14 @@ from tests.support.split_flow import BUCKET, CASES, ME_CONTAINER, VENDORS, Vendo
 DAGS = "split_flow.py"
 
 
+@pytest.fixture(scope="module", autouse=True)
+def split_flow_dags() -> Iterator[None]:
+    """tests/dags/split_flow.py builds its DAGs only while this module runs (see its docstring)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SPLIT_FLOW_DAGS", "1")
+        yield
+
+
 @pytest.fixture(params=VENDORS)
 def case(request: pytest.FixtureRequest, sandbox: Any, sandbox_state: Any, vendor_conns: Any, aws_conn: str,
          moto_s3: Any, airflow_db: Any) -> Iterator[VendorCase]:
@@ -45,7 +53,7 @@ def case(request: pytest.FixtureRequest, sandbox: Any, sandbox_state: Any, vendo
         register("indicative-access-token", sb.access_token(sandbox_state))
     cfg = sandbox_state.vendor_config(vendor)
     saved = dict(cfg)
-    cfg.update(pending_seconds=0.5, running_seconds=0.5)
+    cfg.update(pending_seconds=0.3, running_seconds=0.3)
     if vendor == "leanplum":
         sandbox_state.vendor.setdefault("leanplum", {})["quota"] = {}
     s3 = moto_s3.client()
@@ -88,7 +96,8 @@ def test_split_flow_lands_the_same_bytes_as_the_one_task_flow(case: VendorCase, 
                                                               request: pytest.FixtureRequest) -> None:
     since = len(sandbox_state.requests)
     before = sandbox_state.submissions[case.vendor]
-    dag_run = run(case, f"split_flow_{case.vendor}", case.conf(sandbox_state))
+    with case.held_until_looked_at(sandbox_state):  # each sensor meets its job unfinished
+        dag_run = run(case, f"split_flow_{case.vendor}", case.conf(sandbox_state))
     assert set(task_states(dag_run).values()) == {"success"}, task_states(dag_run)
     if case.vendor != "mx":  # MX has nothing to submit: the GUID is the job
         assert sandbox_state.submissions[case.vendor] - before == 3
@@ -121,7 +130,8 @@ def test_split_flow_lands_the_same_bytes_as_the_one_task_flow(case: VendorCase, 
 def test_sensor_waits_for_a_job_another_run_started(case: VendorCase, sandbox_state: Any, mode: str) -> None:
     ref = case.start(sandbox_state, "ok")
     before, since = sandbox_state.submissions[case.vendor], len(sandbox_state.requests)
-    dag_run = run(case, f"split_sensor_{case.vendor}_{mode}", {"ref": ref})
+    with case.held_until_looked_at(sandbox_state, [ref]):  # the sensor meets the job unfinished
+        dag_run = run(case, f"split_sensor_{case.vendor}_{mode}", {"ref": ref})
     assert task_states(dag_run) == {"wait": "success"}
     job = ExportJob.from_dict(xcom(dag_run, "wait"))
     assert job.job_id == ref and job.state == JobState.SUCCESS and job.files
@@ -213,7 +223,8 @@ def test_example_dag_start_sensor_transfer_lands_the_days_snapshot(sandbox_state
     dag.get_task("wait_for_snapshot").poke_interval = 0.2
     since = len(sandbox_state.requests)
     try:
-        dag_run = run_dag(dag, logical_date=datetime(2026, 6, 2, tzinfo=timezone.utc))
+        with CASES["pond"].held_until_looked_at(sandbox_state):  # the sensor meets the snapshot unfinished
+            dag_run = run_dag(dag, logical_date=datetime(2026, 6, 2, tzinfo=timezone.utc))
     finally:
         cfg.clear()
         cfg.update(saved)
@@ -235,7 +246,8 @@ def test_a_poking_sensor_reuses_its_token_across_pokes(sandbox: Any, sandbox_sta
     case = CASES["pond"]
     ref = case.start(sandbox_state, "ok")
     since = len(sandbox_state.requests)
-    result = case.sensor("wait", ref, deferrable=False, timeout=30).execute({})  # type: ignore[arg-type]
+    with case.held_until_looked_at(sandbox_state, [ref]):
+        result = case.sensor("wait", ref, deferrable=False, timeout=30).execute({})  # type: ignore[arg-type]
     assert ExportJob.from_dict(result).state == JobState.SUCCESS
     paths = [r["path"] for r in sandbox_state.requests[since:]]
     assert sum(1 for p in paths if p.startswith("/insights/snapshots/")) >= 2, "the sensor poked more than once"

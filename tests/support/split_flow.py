@@ -7,9 +7,11 @@ words the vendor's FAILED answer carries, and how to compare what two flows land
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -71,7 +73,8 @@ class VendorCase:
     def start(self, state: Any, outcome: str = "ok") -> str:
         """Start a job outside any DAG run (as another DAG or a person would) and return its reference.
 
-        ``outcome``: ``ok`` (done in about 2 s), ``slow`` (not done for a minute), ``failed``.
+        ``outcome``: ``ok`` (done in about a second; hold it with ``held_until_looked_at``), ``slow``
+        (not done for a minute), ``failed``.
         """
         conf = self.conf(state)
         if self.vendor == "mx":
@@ -85,7 +88,7 @@ class VendorCase:
             return str(make_snapshot(state, **choices[outcome]).guid)
         cfg = state.vendor_config(self.vendor)
         saved = dict(cfg)
-        cfg.update({"ok": {"pending_seconds": 1.0, "running_seconds": 1.0},
+        cfg.update({"ok": {"pending_seconds": 0.3, "running_seconds": 0.3},
                     "slow": {"pending_seconds": 60.0, "running_seconds": 1.0},
                     "failed": {"pending_seconds": 0.5, "running_seconds": 0.3}}[outcome])
         if outcome == "failed":
@@ -104,6 +107,67 @@ class VendorCase:
             cfg.update(saved)
         assert isinstance(ref, str) and ref
         return ref
+
+    def sandbox_job_id(self, ref: str) -> str:
+        if self.vendor == "pond":
+            from airflow_export_providers.hooks.pond import snapshot_id
+
+            return snapshot_id(ref)
+        return ref
+
+    def is_status_read(self, job_id: str, path: str) -> bool:
+        """Is this sandbox request a read of the job's status? (Leanplum has one path, ``/api``, for all.)"""
+        if self.vendor == "pond":
+            return path == f"/insights/snapshots/{job_id}"
+        if self.vendor == "indicative":
+            return path == f"/service/v1/segments/export/{job_id}"
+        if self.vendor == "mobile_engagement":
+            return path.endswith(f"/exportTasks/{job_id}")
+        return path == "/api"
+
+    @contextmanager
+    def held_until_looked_at(self, state: Any, refs: Iterable[str] = ()) -> Iterator[None]:
+        """Keep this vendor's jobs (``refs`` and any started inside the block) PENDING until someone reads their status.
+
+        Then each runs its normal course from that moment. So every sensor meets its job unfinished
+        and really waits (defers, pokes again, reschedules), however long the DAG run took to reach
+        it: no race with the sandbox's clock. A held job's clock is moved (``created_at`` in the
+        future); the vendors' runners never read it. MX snapshots do this themselves
+        (``clock_on_first_request``, see ``conf``).
+        """
+        if self.vendor == "mx":
+            yield
+            return
+        held: dict[str, int] = {}  # job id -> index of the first request that may release it; -1 released
+
+        def hold(job: Any) -> None:
+            job.created_at = time.time() + 86400
+            held[job.job_id] = len(state.requests)
+
+        known = {job.job_id for job in list(state.jobs.values())}
+        for ref in refs:
+            hold(state.jobs[self.sandbox_job_id(ref)])
+        stop = threading.Event()
+
+        def watch() -> None:
+            while not stop.is_set():
+                for job in list(state.jobs.values()):
+                    if job.vendor == self.vendor and job.job_id not in known and job.job_id not in held:
+                        hold(job)
+                for job_id, since in list(held.items()):
+                    if since >= 0 and any(self.is_status_read(job_id, r["path"]) for r in state.requests[since:]):
+                        job = state.jobs[job_id]
+                        job.created_at = time.time() - job.pending_seconds  # running from now on
+                        held[job_id] = -1
+                stop.wait(0.02)
+
+        watcher = threading.Thread(target=watch, name=f"hold-{self.vendor}-jobs", daemon=True)
+        watcher.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            watcher.join(5)
 
     # ---- comparing what landed ------------------------------------------------------------------
     def normalise(self, files: dict[str, bytes]) -> Any:
