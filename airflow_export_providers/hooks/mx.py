@@ -383,6 +383,8 @@ def _more_pages(payload: Any) -> range:
         raise VendorHTTPError(VENDOR, 200, f"listing: unreadable pagination {reprlib.repr(info)}") from None
     if total > MAX_PAGES:
         raise VendorHTTPError(VENDOR, 200, f"listing: pagination.total_pages {total} is beyond {MAX_PAGES}")
+    if current < 1:  # else range() below would ask for billions of pages
+        raise VendorHTTPError(VENDOR, 200, f"listing: pagination.current_page {reprlib.repr(current)} is not a page number")
     return range(current + 1, total + 1)
 
 
