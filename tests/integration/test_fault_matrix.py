@@ -32,6 +32,14 @@ VENDORS = list(fm.ADAPTERS)
 DAY0 = datetime(2026, 2, 1, tzinfo=timezone.utc)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def fault_matrix_dags() -> Iterator[None]:
+    """tests/dags/fault_matrix.py builds its DAGs only while this module runs (see its docstring)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FAULT_MATRIX_DAGS", "1")
+        yield
+
+
 @pytest.fixture
 def cell(request: pytest.FixtureRequest, sandbox: Any, sandbox_state: Any, vendor_conns: dict[str, Any], aws_conn: str,
          wasb_conn: str, airflow_db: Any, moto_s3: Any, azurite: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
