@@ -7,7 +7,7 @@ Per vendor:
 - ``split_sensor_<vendor>_<mode>`` (deferred | poke | reschedule): a lone sensor on ``params.ref``,
   a job some other run (or a person) started.
 - ``split_sensor_<vendor>_failed``: a deferred and a poking sensor on a job that FAILED.
-- ``split_sensor_<vendor>_timeout``: sensors that time out after 1 s, with and without soft_fail.
+- ``split_sensor_<vendor>_timeout``: sensors that time out after 0.5 s, with and without soft_fail.
 
 The DAGs exist only while ``SPLIT_FLOW_DAGS=1`` (set by tests/integration/test_split_flow.py):
 every ``dag.test()`` re-parses and re-serialises the whole DAG bundle, and these 30 DAGs would add
@@ -58,7 +58,7 @@ for _vendor, _case in CASES.items() if os.environ.get("SPLIT_FLOW_DAGS") == "1" 
         for _mode in ("deferred", "poke", "reschedule"):
             for _soft in (True, False):
                 _case.sensor(f"{_mode}_{'soft' if _soft else 'hard'}", "{{ params.ref }}", deferrable=_mode == "deferred",
-                             timeout=1, soft_fail=_soft, mode="reschedule" if _mode == "reschedule" else "poke")
+                             timeout=0.5, soft_fail=_soft, mode="reschedule" if _mode == "reschedule" else "poke")
     globals()[_dag.dag_id] = _dag
 
 globals().pop("_dag", None)  # only the DAGs under their ids, so a loader finds each once
