@@ -252,3 +252,14 @@ def test_a_poking_sensor_reuses_its_token_across_pokes(sandbox: Any, sandbox_sta
     paths = [r["path"] for r in sandbox_state.requests[since:]]
     assert sum(1 for p in paths if p.startswith("/insights/snapshots/")) >= 2, "the sensor poked more than once"
     assert sum(1 for p in paths if p == "/oauth2/token") == 1
+
+
+def test_mx_start_without_waiting_returns_the_guid_without_calling_mx(sandbox: Any, sandbox_state: Any, vendor_conns: Any) -> None:
+    """MX has nothing to submit: with wait_for_completion=False the operator hands the GUID on untouched."""
+    from tests.support.mx import new_guid
+
+    guid = new_guid()
+    since = len(sandbox_state.requests)
+    op = CASES["mx"].operator("start", wait_for_completion=False, snapshot_guid=guid)
+    assert op.execute({}) == guid  # type: ignore[arg-type]
+    assert sandbox_state.requests[since:] == []
