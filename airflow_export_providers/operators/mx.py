@@ -72,6 +72,8 @@ class MxSnapshotOperator(ExportOperator):
 
     Waiting for a snapshot that is not ready yet works as in every export operator (``deferrable``,
     ``poll_interval``, ``job_timeout``); a purged snapshot fails at once (it is never "resubmitted").
+    ``wait_for_completion=False`` only checks the GUID's form and returns it, without calling MX
+    (there is nothing to submit): to wait apart, use ``MxSnapshotSensor`` (see docs/split_flow.md).
     """
 
     hook_class: ClassVar[type[ExportHook]] = MxSnapshotsHook
