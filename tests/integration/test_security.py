@@ -508,7 +508,9 @@ def _all_secret_values(state: Any, conns: dict[str, Any]) -> dict[str, str]:
     values.update({f"issued:{v[:8]}": v for v in state.issued})
     with redact._lock:
         registered = set(redact._registered)
-    values.update({f"registered:{v[:6]}": v for v in registered})
+    # hooks also register harmless values of signed links (X-Amz-Date, X-Amz-Algorithm, the credential
+    # scope naming moto's test key): only token-sized values are credentials
+    values.update({f"registered:{v[:6]}": v for v in registered if len(v) >= 20 and "aws4_request" not in v})
     return {k: v for k, v in values.items() if len(v) >= 12 and not v.isdigit()}
 
 
@@ -559,8 +561,12 @@ def all_vendors(sandbox: Any, sandbox_state: Any, vendor_conns: dict[str, Any], 
 
 
 @pytest.mark.timeout(600)
-def test_a_real_run_of_every_vendor_leaves_no_secret_in_the_db(airflow_db: Path, all_vendors: Any) -> None:
+def test_a_real_run_of_every_vendor_leaves_no_secret_in_the_db(
+    airflow_db: Path, all_vendors: Any, monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from tests.support.airflow import load_dag, run_dag, task_states, xcom
+
+    monkeypatch.setenv("SECURITY_DAGS", "1")
 
     before = len(all_vendors.state.requests)
     run = run_dag(load_dag("security_all_vendors.py", folder="tests/dags"))

@@ -316,6 +316,7 @@ REGRESSIONS = [
     ("mx.parse_job", _set(mx_answer, ("files", 0, "url"), "https://["), "files[0]: field 'url'"),
     ("mx.parse_job", _set(mx_answer, ("files", 1, "url"), "https://cdn.example.net:99999/u?sig=x"), "files[1]: field 'url'"),
     ("mx.pagination", {"pagination": {"total_pages": float("inf")}}, "pagination"),
+    ("mx.pagination", {"pagination": {"current_page": -17_179_869_184, "total_pages": 2}}, "pagination.current_page"),
     ("pond.parse_job", _set(pond_answer, ("items", 0, "href"), "https://[::1"), "items[0].href"),
     ("indicative.parse_job", _set(indicative_answer, ("filename",), "s3://[/e1.csv"), "'filename'"),
     ("leanplum.parse_job", _set(leanplum_answer, ("response", 0, "files"), ["https://["]), "'files'"),
