@@ -480,7 +480,23 @@ def _ops() -> dict[str, Callable[..., Any]]:
     def build(cls: type, **base: Any) -> Callable[..., Any]:
         return lambda **kw: cls(task_id="bad_input", poll_interval=0.1, deferrable=False, **{**base, **kw})
 
+    from airflow_export_providers.operators.indicative import IndicativeListSegmentsOperator
+    from airflow_export_providers.sensors.indicative import IndicativeExportSensor
+    from airflow_export_providers.sensors.leanplum import LeanplumExportSensor
+    from airflow_export_providers.sensors.mobile_engagement import MobileEngagementExportSensor
+    from airflow_export_providers.sensors.mx import MxSnapshotSensor
+    from airflow_export_providers.sensors.pond import PondSnapshotSensor
+
+    def sensor(cls: type, **base: Any) -> Callable[..., Any]:
+        return lambda **kw: cls(task_id="bad_input", poke_interval=0.1, timeout=5, deferrable=True, **{**base, **kw})
+
     return {
+        "indicative_list": lambda **kw: IndicativeListSegmentsOperator(task_id="bad_input", **kw),
+        "pond_sensor": sensor(PondSnapshotSensor, snapshot="https://api.sgipond.com/insights/snapshots/abc"),
+        "indicative_sensor": sensor(IndicativeExportSensor, export_id="e1"),
+        "leanplum_sensor": sensor(LeanplumExportSensor, job_id="export_1"),
+        "mx_sensor": sensor(MxSnapshotSensor, snapshot_guid="CSS-1"),
+        "mobile_engagement_sensor": sensor(MobileEngagementExportSensor, export_task_id="t1"),
         "pond": build(PondSnapshotOperator, created_at_from="2026-03-14T00:00:00Z", created_at_to="2026-03-15T00:00:00Z"),
         "indicative": build(IndicativeSegmentExportOperator, segment="Recent"),
         "leanplum": build(LeanplumExportOperator, export_start_date=_recent(3), export_end_date=_recent(2)),
@@ -524,6 +540,13 @@ INVALID: list[tuple[str, str, Any, dict[str, Any]]] = [
      {"kind": "feedbackByDate", "campaign_type": "Poll", "campaign_window_start": "2026-03-01T00:00:00Z"}),
     ("mobile_engagement", "campaign_ids", st.just([1, 2]), {"kind": "tags"}),  # a parameter the kind does not use
     ("mobile_engagement", "container", EMPTYISH, {}),
+    ("leanplum", "s3_aws_conn_id", st.just(""), {"s3_bucket_name": "direct-copy"}),
+    ("indicative_list", "segment_type", LETTERS.filter(lambda t: t not in ("Static", "Dynamic")), {}),
+    ("pond_sensor", "snapshot", st.one_of(EMPTYISH.filter(lambda t: t == ""), NOT_A_STRING, st.sampled_from(["https://api.sgipond.com/", "a b", "https://["])), {}),
+    ("indicative_sensor", "export_id", st.one_of(st.just(""), NOT_A_STRING, st.sampled_from(["a/b", "../x"])), {}),
+    ("leanplum_sensor", "job_id", st.one_of(st.just(""), NOT_A_STRING), {}),
+    ("mx_sensor", "snapshot_guid", st.one_of(st.just(""), NOT_A_STRING), {}),
+    ("mobile_engagement_sensor", "export_task_id", st.one_of(st.just(""), NOT_A_STRING), {}),
 ]
 
 
@@ -555,8 +578,12 @@ def test_invalid_parameter_is_refused_before_any_request(op_sandbox: Any, operat
 
 def test_valid_parameters_pass_validation() -> None:
     """The base arguments the strategies modify are valid (validate() alone makes no request)."""
-    for factory in _ops().values():
-        factory().validate(dict(CONTEXT))  # raising would be the failure
+    for name, factory in _ops().items():
+        op = factory()
+        if hasattr(op, "validate"):
+            op.validate(dict(CONTEXT))  # raising would be the failure
+        if hasattr(op, "job_ref"):
+            assert op.job_ref(), name
 
 
 def test_unknown_segment_name_is_refused_without_a_submit(op_sandbox: Any) -> None:
