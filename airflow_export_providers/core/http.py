@@ -165,6 +165,14 @@ class _Base:
             f"in the connection extra ca_bundle"
         )
 
+    def _body_redirect_error(self, status: int, url: str, target: str) -> VendorHTTPError:
+        """A 307/308 to another origin would re-send the body there, and bodies may carry credentials (a SAS)."""
+        return VendorHTTPError(
+            self.vendor, status,
+            f"redirected to another origin ({redact_url(target)}) that would receive the request body again; not followed",
+            url=url,
+        )
+
     def _log_retry(self, what: str, url: str, attempt: int, delay: float) -> None:
         log.warning(
             "%s: %s on %s, attempt %d/%d, retrying in %.1fs",
@@ -252,11 +260,14 @@ class HttpClient(_Base):
             if resp.status_code in (301, 302, 303, 307, 308) and "Location" in resp.headers:
                 target = urljoin(url, resp.headers["Location"])
                 resp.close()
-                if not _same_origin(url, target):
+                cross = not _same_origin(url, target)
+                if cross:
                     send_auth = False  # never carry credentials to another host, ours or the request's own
                     static = _without_credentials(static)
                 if resp.status_code == 303 or (resp.status_code in (301, 302) and method == "POST"):
                     method, data, json_body = "GET", None, None
+                if cross and (data is not None or json_body is not None):
+                    raise self._body_redirect_error(resp.status_code, req.url, target)
                 url, params = target, None
                 continue
             return resp
@@ -364,11 +375,14 @@ class AsyncHttpClient(_Base):
                 body = await resp.read()
                 if resp.status in (301, 302, 303, 307, 308) and "Location" in resp.headers:
                     target = urljoin(url, resp.headers["Location"])
-                    if not _same_origin(url, target):
+                    cross = not _same_origin(url, target)
+                    if cross:
                         send_auth = False
                         static = _without_credentials(static)
                     if resp.status == 303 or (resp.status in (301, 302) and method == "POST"):
                         method, data, json_body = "GET", None, None
+                    if cross and (data is not None or json_body is not None):
+                        raise self._body_redirect_error(resp.status, req.url, target)
                     url, params = target, None
                     continue
                 if resp.headers.get("Content-Encoding", "").lower() == "gzip" and not req.stream:
