@@ -180,6 +180,43 @@ def test_credentials_never_follow_a_redirect_to_another_host(origin_a: Recorder,
             assert landed[1]["headers"]["authorization"] == f"Basic {basic}"
 
 
+@pytest.mark.parametrize("client_kind", ["sync", "async"])
+def test_a_request_body_is_never_re_sent_to_another_host(origin_a: Recorder, origin_b: Recorder, client_kind: str) -> None:
+    """A submit's body may hold a credential (Mobile Engagement's containerUrl SAS): a 307/308 to another
+    origin is not followed; on the same origin it is, and a 302/303 turns into a GET without the body."""
+    from airflow_export_providers.core.errors import VendorHTTPError
+
+    sas = a_secret("container-sas")
+
+    def post(url: str) -> Any:
+        req = Request("POST", url, json={"containerUrl": f"https://acct.blob.core.windows.net/c?sig={sas}"}, idempotent=False)
+        if client_kind == "sync":
+            client = HttpClient("sec", policy=NO_RETRY)
+            try:
+                return client.json(req)
+            finally:
+                client.close()
+
+        async def go() -> Any:
+            aclient = AsyncHttpClient("sec", policy=NO_RETRY)
+            try:
+                return await aclient.json(req)
+            finally:
+                await aclient.close()
+
+        return asyncio.run(go())
+
+    for code in (307, 308):
+        with pytest.raises(VendorHTTPError, match="another origin") as caught:
+            post(origin_a.url(f"/redirect?to={origin_b.url('/submit')}&code={code}"))
+        assert sas not in str(caught.value)
+    assert origin_b.seen == []
+    assert post(origin_a.url("/redirect?to=/submit&code=307"))["ok"] is True  # same origin: re-sent as asked
+    assert sas.encode() in origin_a.seen[-1]["body"] and origin_a.seen[-1]["method"] == "POST"
+    assert post(origin_a.url(f"/redirect?to={origin_b.url('/done')}&code=303"))["ok"] is True
+    assert [(r["method"], r["body"]) for r in origin_b.seen] == [("GET", b"")]
+
+
 def test_mx_api_key_does_not_follow_a_cross_host_redirect(origin_a: Recorder, origin_b: Recorder, monkeypatch: pytest.MonkeyPatch) -> None:
     """MX's MD-API-KEY (the hook's own auth) reaches the MX host only, not where a redirect points."""
     from tests.conftest import set_connection
