@@ -5,8 +5,12 @@ a value of another type (NaN, infinities, huge numbers, broken URLs, nested junk
 and raw bodies that are not JSON at all (HTML error pages, empty, truncated, huge). The outcome must
 be an ExportJob or an ``ExportError`` with a short message — a KeyError, TypeError, AttributeError,
 ValueError or OverflowError escaping from a parser would crash the worker or the triggerer.
-At the end, the same kind of answers go over real HTTP (sandbox faults with a 200 body) through the
-sync client (``hook.get_job``) and the triggerer's path (``ExportJobTrigger.run``).
+Then the same kind of answers go over real HTTP (sandbox faults with a 200 body) through the sync
+client (``hook.get_job``) and the triggerer's path (``ExportJobTrigger.run``: one "error" event).
+
+Last, invalid parameters of every vendor operator, sensor and transfer operator: an ExportInputError
+naming the parameter before any request reaches the sandbox, and nothing left under a final key.
+Examples are bounded (``settings(max_examples=...)``) so the module runs in well under a minute.
 """
 
 from __future__ import annotations
