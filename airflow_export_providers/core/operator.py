@@ -110,12 +110,24 @@ class ExportOperator(BaseOperator):
                 deadline = min(float(deadline), start.timestamp() + self.execution_timeout.total_seconds())
         return float(deadline)
 
+    @staticmethod
+    def _forget(store: Any) -> None:
+        """Drop the resume state once the export is done: a later re-run (clear, backfill) exports anew."""
+        if store is not None:
+            for key in (JOB_ID_KEY, DEADLINE_KEY, RESUBMITS_KEY):
+                store.delete(key)
+
     def execute(self, context: Context) -> Any:
+        return self._run(context, fresh=True)
+
+    def _run(self, context: Context, fresh: bool) -> Any:
         self.validate(context)
         store = self._store(context)
         hook = self.hook
         job_id = store.get(JOB_ID_KEY) if store is not None else None
         job: ExportJob | None = None
+        if not job_id and fresh:
+            self._forget(store)  # no export in flight: a new deadline and resubmit budget
         if job_id:
             job = hook.get_job(job_id)
             if job.state == JobState.FAILED:
@@ -130,6 +142,7 @@ class ExportOperator(BaseOperator):
         self.job_id = job_id
         if not self.wait_for_completion:
             self.log.info("wait_for_completion=False: %s job %s submitted, not waiting", hook.vendor, job_id)
+            self._forget(store)
             return job_id
         if job is None:
             job = hook.get_job(job_id)
@@ -161,7 +174,7 @@ class ExportOperator(BaseOperator):
         return job_id
 
     def execute_after_quota(self, context: Context, event: Any = None) -> Any:
-        return self.execute(context)
+        return self._run(context, fresh=False)  # keep the deadline set before the quota wait
 
     def _wait(self, hook: ExportHook, job: ExportJob, context: Context, store: Any) -> Any:
         deadline = self._deadline(context, store)
@@ -205,7 +218,9 @@ class ExportOperator(BaseOperator):
             raise ExportJobFailed(f"{hook.vendor} job {job.job_id} FAILED ({job.raw_state}): {job.message or 'no details'}")
         job = self.complete(hook, job, context)
         self.log.info("%s job %s succeeded with %d file(s)", hook.vendor, job.job_id, len(job.files))
-        return redact_obj(job.to_dict())
+        result = redact_obj(job.to_dict())
+        self._forget(store)
+        return result
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
         if not isinstance(event, dict) or "status" not in event:
