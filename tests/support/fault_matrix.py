@@ -109,11 +109,9 @@ ADAPTERS: dict[str, Adapter] = {
         vendor="mobile_engagement", conn_id="azure_mobile_engagement_default",
         submit=("POST", r"/devices/exportTasks/[^/]+$"),
         status=("GET", r"/devices/exportTasks/[^/]+$"),
+        # the task's blobs, read with the Azure SDK through BlobFaultProxy (Azurite behind it)
+        download=rf"^/devstoreaccount1/{ME_CONTAINER}/",
         not_applicable={
-            "reset": "the task writes its blobs into the customer's own container; they are read with the Azure SDK from "
-                     "Azure Blob (Azurite), which has no fault injection; Azure read errors resume from the last byte "
-                     "(test_mobile_engagement offset reads)",
-            "slow": "same as the reset: the bytes come from Azure Blob, not from a vendor route",
             "link_expiry": "no presigned link: blobs are read through the wasb connection",
             "streaming_watermark": STREAMING_ONLY,
         },
@@ -245,9 +243,12 @@ def render(results: dict[str, Any]) -> str:
         "sandbox's, one download answers 503; backoff comes from the connection extras `retry_*`.",
         "- **reset**: `state.add_fault(kind=\"reset\")` on the download route: the sandbox aborts the TCP connection "
         "half-way through the body; landing resumes with `Range`. POND's files are in moto behind the sandbox's S3 "
-        "gateway (presigned links), which applies the fault; Indicative runs with `https` results served by the sandbox.",
+        "gateway (presigned links), which applies the fault; Indicative runs with `https` results served by the sandbox; "
+        "Mobile Engagement's blobs are read with the Azure SDK through `BlobFaultProxy`, a pass-through proxy in front "
+        "of Azurite that applies the same faults (the SDK retries a broken bounded range itself).",
         f"- **slow body**: `kind=\"slow\"` stalls the body {SLOW_DELAY:g} s; the connection extra `timeout` sets the hooks' "
-        f"read timeout to {SLOW_TIMEOUT:g} s, so the read times out and resumes.",
+        f"read timeout to {SLOW_TIMEOUT:g} s (Mobile Engagement: the wasb extra `read_timeout`, which reaches the "
+        "Azure SDK's client), so the read times out and is opened again.",
         "- **token expiry mid-poll**: tokens live 1 s while the job takes longer; the wait keeps fresh tokens.",
         "- **presigned link expiry mid-download** (POND): the download is reset half-way, and before the `Range` resume "
         "the link's temporary signing credentials expire (S3 answers 400 ExpiredToken); the hook re-signs by reading the "
@@ -288,3 +289,109 @@ def main(argv: list[str] | None = None) -> int:
 if __name__ == "__main__":
     raise SystemExit(main())
 
+
+
+# ---- Azure Blob with faults -------------------------------------------------------------------
+class BlobFaultProxy:
+    """A pass-through HTTP proxy in front of Azurite that applies the sandbox's reset/slow faults.
+
+    Mobile Engagement's files are blobs in the customer's container, read with the Azure SDK, so no
+    vendor route carries them. Pointing ``wasb_default`` at this proxy puts a network between the
+    SDK and the storage where the same ``state.add_fault(kind="reset" | "slow", path=...)`` applies
+    to blob GETs: a reset sends half the body then aborts the TCP connection, a slow fault stalls the
+    body. Every other request (the sandbox's writes through its SAS, listings) passes unchanged.
+    """
+
+    def __init__(self, upstream_port: int, state: Any) -> None:
+        self.upstream = f"http://127.0.0.1:{upstream_port}"
+        self.state = state
+        self.port = 0
+        self.requests: list[dict[str, Any]] = []
+        self._loop: Any = None
+        self._runner: Any = None
+        self._session: Any = None
+
+    def connection_string(self, account: str, key: str) -> str:
+        return (f"DefaultEndpointsProtocol=http;AccountName={account};AccountKey={key};"
+                f"BlobEndpoint=http://127.0.0.1:{self.port}/{account};")
+
+    async def _handle(self, request: Any) -> Any:
+        import asyncio
+
+        from aiohttp import web
+
+        body = await request.read()
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length", "transfer-encoding")}
+        self.requests.append({"method": request.method, "path": request.path, "headers": dict(request.headers)})
+        async with self._session.request(request.method, self.upstream + request.path_qs, headers=headers,
+                                         data=body or None, allow_redirects=False, auto_decompress=False,
+                                         skip_auto_headers=("Content-Type", "Accept-Encoding")) as upstream:
+            data = await upstream.read()
+            status = upstream.status
+            upstream_length = upstream.headers.get("Content-Length", "0")
+            out = [(k, v) for k, v in upstream.headers.items()
+                   if k.lower() not in ("content-length", "transfer-encoding", "connection", "date", "server")]
+        fault = None
+        if request.method == "GET" and status in (200, 206) and data:
+            fault = self.state.take_fault(request.method, request.path, ("reset", "slow"))
+        resp = web.StreamResponse(status=status)
+        for key, value in out:
+            resp.headers.add(key, value)
+        if request.method == "HEAD":
+            resp.headers["Content-Length"] = upstream_length  # a HEAD tells the size without a body
+        else:
+            resp.content_length = len(data)
+        await resp.prepare(request)
+        if fault is not None and fault.kind == "reset":
+            await resp.write(data[: len(data) // 2])
+            if request.transport is not None:
+                request.transport.abort()
+            raise asyncio.CancelledError()
+        if fault is not None and fault.kind == "slow":
+            await asyncio.sleep(fault.delay)
+        await resp.write(data)
+        await resp.write_eof()
+        return resp
+
+    def start(self) -> BlobFaultProxy:
+        import asyncio
+        import threading
+
+        import aiohttp
+        from aiohttp import web
+
+        ready = threading.Event()
+
+        async def boot() -> None:
+            self._session = aiohttp.ClientSession()
+            app = web.Application(client_max_size=256 * 1024 * 1024)
+            app.router.add_route("*", "/{tail:.*}", self._handle)
+            self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True)
+            await self._runner.setup()
+            site = web.TCPSite(self._runner, "127.0.0.1", 0)
+            await site.start()
+            self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+        def run() -> None:
+            self._loop = asyncio.new_event_loop()
+            self._loop.run_until_complete(boot())
+            ready.set()
+            self._loop.run_forever()
+
+        threading.Thread(target=run, name="blob-fault-proxy", daemon=True).start()
+        ready.wait(30)
+        return self
+
+    def stop(self) -> None:
+        import asyncio
+
+        if self._loop is None:
+            return
+
+        async def down() -> None:
+            await self._session.close()
+            await self._runner.cleanup()
+
+        asyncio.run_coroutine_threadsafe(down(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._loop = None
