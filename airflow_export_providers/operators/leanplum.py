@@ -8,6 +8,7 @@ Leanplum's dates are Pacific (America/Los_Angeles) days, Airflow's data interval
 from __future__ import annotations
 
 import json
+import math
 import time
 from datetime import date, datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
@@ -96,11 +97,13 @@ def parse_epoch(value: Any, field: str) -> int | None:
     if isinstance(value, datetime):
         return int(_aware(value).timestamp())
     if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not math.isfinite(value):
+            raise ExportInputError(f"{field}: {value!r} is neither epoch seconds nor an ISO-8601 datetime")
         return int(value)
     text = str(value).strip()
     try:
         return int(float(text))
-    except ValueError:
+    except (ValueError, OverflowError):  # OverflowError: "inf", "1e999"
         pass
     try:
         return int(_aware(text).timestamp())
