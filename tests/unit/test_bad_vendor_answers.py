@@ -525,7 +525,8 @@ INVALID: list[tuple[str, str, Any, dict[str, Any]]] = [
     ("leanplum", "callback_url", st.sampled_from(["http://example.com/cb", "ftp://example.com/x", "http://10.0.0.1/cb", "hooks.example.com"]), {}),
     ("leanplum", "compress_data", st.just(True), {}),
     ("leanplum_stream", "watermark_variable", EMPTYISH.filter(lambda t: t == ""), {}),
-    ("leanplum_stream", "initial_start_time", LETTERS.filter(lambda t: t.strip() not in ("", "None")), {}),
+    ("leanplum_stream", "initial_start_time", st.one_of(LETTERS.filter(lambda t: t.strip() not in ("", "None")),
+                                                        st.sampled_from(["INF", "-inf", "1e999", "nan", float("inf"), float("nan")])), {}),
     ("leanplum_stream", "wait_for_completion", st.just(False), {}),
     ("mx", "snapshot_guid", st.one_of(EMPTYISH, NOT_A_STRING), {}),
     ("mx", "resources", st.one_of(LETTERS.filter(lambda t: t.strip(" ,").strip() != "" and t.strip().lower().replace(" ", "_") not in
