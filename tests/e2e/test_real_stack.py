@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -145,26 +146,39 @@ def test_backfill_from_the_rest_api_lands_each_interval_once(stack: AirflowStack
     s3.create_bucket(Bucket="analytics-landing")
     state = sandbox.state
     state.config.setdefault("pond", {}).update({"pending_seconds": 0, "running_seconds": 0})
-    stack.wait_dag("pond_daily_snapshot", unpause=False)  # backfills run on a paused DAG too
+    days = ["2026-11-20", "2026-11-21", "2026-11-22"]
+    # the scheduler starts runs of unpaused DAGs only (backfills included); unpausing also schedules the
+    # latest interval, so everything below looks at the backfilled days alone
+    stack.wait_dag("pond_daily_snapshot")
 
     def keys() -> list[str]:
         pages = s3.get_paginator("list_objects_v2").paginate(Bucket="analytics-landing", Prefix="pond/")
-        return sorted(o["Key"] for page in pages for o in page.get("Contents", []))
+        return sorted(o["Key"] for page in pages for o in page.get("Contents", []) if o["Key"].split("/")[1] in days)
 
+    def snapshots_of_backfilled_days() -> int:
+        return sum(1 for job in list(state.jobs.values())
+                   if job.vendor == "pond" and str(job.params.get("created_at", [""])[0])[:10] in days)
+
+    landed: list[str] = []
     for attempt in (1, 2):
-        before = state.submissions["pond"]
-        backfill = stack.backfill("pond_daily_snapshot", "2026-11-20T00:00:00Z", "2026-11-22T00:00:00Z")
+        started = datetime.now(timezone.utc)
+        backfill = stack.backfill("pond_daily_snapshot", f"{days[0]}T00:00:00Z", f"{days[-1]}T00:00:00Z")
 
-        def finished(backfill_id: int = backfill["id"]) -> list[dict[str, Any]] | None:
-            runs = [r for r in stack.dag_runs("pond_daily_snapshot") if r.get("backfill_id") == backfill_id]
-            return runs if len(runs) == 3 and all(r["state"] in ("success", "failed") for r in runs) else None
+        def finished(since: datetime = started) -> list[dict[str, Any]] | None:
+            runs = [r for r in stack.dag_runs("pond_daily_snapshot")
+                    if r["run_type"] == "backfill" and r["data_interval_start"][:10] in days]
+            done = [r for r in runs if r["state"] in ("success", "failed") and r["end_date"]
+                    and datetime.fromisoformat(r["end_date"].replace("Z", "+00:00")) > since]
+            return runs if len(runs) == 3 and len(done) == 3 else None
 
         runs = stack.wait_for(finished, 300, f"backfill {attempt} to finish")
+        # the scheduler marks the backfill complete a moment later; a new one over the same range waits for it
+        stack.wait_for(lambda b=backfill["id"]: stack._call("GET", f"{stack.api}/backfills/{b}").json()["completed_at"], 120,
+                       "backfill marked complete")
         assert {r["state"] for r in runs} == {"success"}, runs
-        landed = keys()
-        prefixes = {k.split("/")[1] for k in landed}
-        assert prefixes == {"2026-11-20", "2026-11-21", "2026-11-22"}
-        assert state.submissions["pond"] - before == 3, "one POND snapshot per interval"
-        if attempt == 1:
-            first = landed
-    assert landed == first, "the second backfill overwrote the same keys, nothing duplicated"
+        current = keys()
+        assert {k.split("/")[1] for k in current} == set(days)
+        assert snapshots_of_backfilled_days() == 3 * attempt, "one POND snapshot per interval and backfill"
+        if attempt == 2:
+            assert current == landed, "the second backfill overwrote the same keys, nothing duplicated"
+        landed = current
