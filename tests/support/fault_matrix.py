@@ -256,7 +256,9 @@ def render(results: dict[str, Any]) -> str:
         "- **vendor job FAILED**: the sandbox fails the next job; the operator (max_resubmits=1) submits once more: "
         "two submissions, the second job's files land.",
         "- **triggerer restart**: `ExportJobTrigger` runs until its first status read, is cancelled (the triggerer died), "
-        "is rebuilt from `serialize()` through a JSON round trip and completes the same job: one submission.",
+        "is rebuilt from `serialize()` through a JSON round trip and completes the same job: one submission. The same with "
+        "real processes (a SIGKILLed `airflow triggerer`, a new one rebuilding the trigger from the metadata DB) is "
+        "tests/e2e/test_real_stack.py::test_trigger_runs_in_the_triggerer_and_survives_its_restart (engine level).",
         "- **worker killed mid-upload**: dag.test() runs tasks in-process, so the kill is simulated: the landing task's "
         "first try dies while uploading the last file, leaving an open S3 multipart upload with the bytes it sent (what "
         "SIGKILL leaves); the retry aborts it and lands every file once.",
