@@ -40,7 +40,7 @@ $(CHROMIUM):
 install: $(VENV)/.installed $(AZURITE)
 
 lint: $(VENV)/.installed
-	$(BIN)/ruff check airflow_export_providers tests dags_examples bench
+	$(BIN)/ruff check .
 	$(BIN)/mypy
 
 test: install $(CHROMIUM) lint
