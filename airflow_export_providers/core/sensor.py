@@ -42,7 +42,7 @@ class ExportJobSensor(BaseSensorOperator):
         ref = getattr(self, self.job_ref_field)
         if isinstance(ref, dict) and "job_id" in ref:  # an ExportJob passed as reference
             ref = ref["job_id"]
-        if not ref or not isinstance(ref, str):
+        if not ref or not isinstance(ref, str) or ref.strip() in ("None", "null"):  # an unset template renders "None"
             from airflow_export_providers.core.errors import ExportInputError
 
             raise ExportInputError(f"{self.job_ref_field}: expected a non-empty job reference string, got {ref!r}")
