@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
@@ -420,8 +421,6 @@ def test_sync_status_read_of_a_bad_answer_is_one_clear_error(bad_answers: Any, v
         hook.get_job(job_id)
     message = str(caught.value)
     assert words in message and secret not in message
-    import re
-
     route = STATUS_ROUTES[vendor][1]
     reads = [r for r in bad_answers.requests[before:] if r["method"] == "GET" and re.search(route, r["path"])]
     assert len(reads) == 1, "a malformed 200 answer is not retried"
@@ -457,6 +456,7 @@ import string  # noqa: E402 - kept with the section that uses it
 from datetime import datetime, timedelta, timezone  # noqa: E402
 
 from airflow_export_providers.core.errors import ExportInputError  # noqa: E402
+from airflow_export_providers.hooks.mobile_engagement import KINDS as ME_KINDS  # noqa: E402
 
 DAY = datetime(2026, 3, 14, tzinfo=timezone.utc)
 CONTEXT = {"data_interval_start": DAY, "data_interval_end": DAY + timedelta(days=1), "run_id": "manual__bad_input"}
@@ -512,7 +512,7 @@ def _ops() -> dict[str, Callable[..., Any]]:
 
 # (operator, parameter, strategy of invalid values, extra valid arguments); the message must name the parameter
 INVALID: list[tuple[str, str, Any, dict[str, Any]]] = [
-    ("pond", "entity", st.one_of(EMPTYISH, NOT_A_STRING, st.text(min_size=1, max_size=8).filter(lambda t: not t[:1].islower() or not t.isalnum())), {}),
+    ("pond", "entity", st.one_of(EMPTYISH, NOT_A_STRING, st.text(min_size=1, max_size=8).filter(lambda t: not re.fullmatch(r"[a-z][a-z0-9_]*", t))), {}),
     ("pond", "created_at_from", st.one_of(LETTERS, NOT_A_STRING, st.just("2026-03-14T00:00:00")), {}),
     ("pond", "created_at_to", st.one_of(LETTERS, st.datetimes(), st.just("2026-03-13T23:59:59.999Z")), {}),  # naive or before from
     ("indicative", "segment", st.one_of(EMPTYISH, NOT_A_STRING), {}),
@@ -533,7 +533,8 @@ INVALID: list[tuple[str, str, Any, dict[str, Any]]] = [
                                                  ("accounts", "devices", "goals", "members", "notification_profiles", "transactions", "users")),
                                   st.lists(st.sampled_from(["account", "txns", "Users!", "cards"]), min_size=1, max_size=3), st.integers()), {}),
     ("mx", "order", st.lists(st.sampled_from(["users", "cards", "x"]), min_size=1).filter(lambda o: set(o) - {"users"}), {}),
-    ("mobile_engagement", "kind", st.one_of(LETTERS, st.sampled_from(["Device", "devices", "event", "feedback"])), {}),
+    ("mobile_engagement", "kind", st.one_of(LETTERS.filter(lambda t: t.strip().lower() not in {k.lower() for k in ME_KINDS}),
+                                            st.sampled_from(["Device", "devices", "event", "feedback"])), {}),
     ("mobile_engagement", "export_format", st.text(max_size=10).filter(lambda t: t not in ("JsonBlob", "CsvBlob")), {}),
     ("mobile_engagement", "export_start_date", st.one_of(LETTERS, st.integers(), st.sampled_from(["2026-02-30", "20260301", "2026-3-1"])), {"export_end_date": "2026-03-02"}),
     ("mobile_engagement", "export_end_date", st.sampled_from(["2026-02-28", "2026-01-01"]), {"export_start_date": "2026-03-01"}),
