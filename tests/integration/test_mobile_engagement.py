@@ -415,8 +415,13 @@ class _Store:
 
 
 def test_a_retry_resumes_the_task_instead_of_exporting_again(me: Any) -> None:
+    from airflow_export_providers.core.operator import JOB_ID_KEY
+
     store = _Store()
     first = op("tokens", wait_for_completion=False).execute(context(task_state_store=store))
+    # what a try that submitted and then died leaves behind (a finished start task forgets its id)
+    assert store.get(JOB_ID_KEY) is None
+    store.set(JOB_ID_KEY, first)
     before = (me.submissions["mobile_engagement"], len(runtime(me)["submits"]))
     result = op("tokens").execute(context(task_state_store=store))  # the retry
     assert result["job_id"] == first and result["state"] == "SUCCESS" and len(result["files"]) == 2
