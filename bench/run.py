@@ -436,8 +436,8 @@ def report(b: Bench, sizes: list[int], args: argparse.Namespace) -> str:
         f"{b.reps} run(s) per figure ({b.big_reps} for the {size_label(sizes[-1])} file, which takes minutes per run here; "
         f"{b.avro_reps} for P3; P4 is one long window), to keep a full run near 15 minutes.  Regenerate with `make bench` (`make bench-quick` for a fast look).",
         "",
-        "**These machines are shared and noisy**: other agents were running their test suites on the same 2 cores "
-        "while this ran, so absolute figures move from run to run. Read the ratios (each baseline was measured in the "
+        "**These machines are shared and noisy**: other agents run their test suites on the same 2 cores at times "
+        "nobody controls (the load average below is a snapshot), so absolute figures move from run to run. Read the ratios (each baseline was measured in the "
         "same run, on the same machine, interleaved with the case it compares to) and the spread.",
         "",
         "## Machine",
