@@ -176,6 +176,13 @@ class PondHook(ExportHook):
         return auth
 
     def describe_error(self, status: int, body: bytes) -> str:
+        if body.lstrip().startswith(b"<?xml") or b"<Error>" in body[:200]:
+            # S3 answering a presigned download, not the POND API: say so, not "scope" or "token"
+            code = re.search(rb"<Code>([^<]{1,64})</Code>", body)
+            text = re.search(rb"<Message>([^<]{1,200})</Message>", body)
+            return (f"the presigned download link was refused by S3: "
+                    f"{(code.group(1).decode('utf-8', 'replace') if code else 'error')}"
+                    f"{': ' + text.group(1).decode('utf-8', 'replace') if text else ''}")
         message = ""
         try:
             payload = json.loads(body)

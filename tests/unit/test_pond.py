@@ -122,3 +122,10 @@ def test_token_request_is_the_seeds_and_refusals_are_clear() -> None:
     )
     assert "Client secret" in auth.describe_error(400, b'{"error":"invalid_client"}')
     assert "'pond/insights.snapshots'" in auth.describe_error(400, b'{"error":"invalid_scope"}')
+
+
+def test_an_s3_refusal_of_a_presigned_link_is_not_called_a_scope_problem() -> None:
+    body = b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>'
+    message = PondHook.describe_error(PondHook.__new__(PondHook), 403, body)
+    assert message == "the presigned download link was refused by S3: AccessDenied: Request has expired"
+    assert "scope" not in message
