@@ -173,6 +173,40 @@ class _Base:
             url=url,
         )
 
+    def _after_network_error(self, req: Request, exc: BaseException, attempt: int, unsent: bool) -> float:
+        """A send failed below HTTP: raise, or return the seconds to wait before the next attempt."""
+        if _certificate_refused(exc):
+            raise self._tls_error(req.url, exc) from None
+        if not req.idempotent and not unsent:
+            raise SubmitOutcomeUnknown(
+                f"{self.vendor}: {req.method} {redact_url(req.url)} failed after it may have reached "
+                f"the vendor ({type(exc).__name__}); not repeated to avoid a second export"
+            ) from None
+        if attempt >= self.policy.max_attempts:
+            raise TransientHTTPError(
+                f"{self.vendor}: {req.method} {redact_url(req.url)} failed {attempt} times: "
+                f"{type(exc).__name__}: {redact_text(exc)}"
+            ) from None
+        delay = self.policy.delay(attempt)
+        self._log_retry(type(exc).__name__, req.url, attempt, delay)
+        return delay
+
+    def _after_status(
+        self, req: Request, status: int, headers: Any, attempt: int, refreshed: bool
+    ) -> tuple[str, float | None]:
+        """What to do with an answer: ("ok", None), ("refresh", None), ("retry", delay) or ("fail", retry_after)."""
+        if status == 401 and req.auth and not refreshed and self.auth.invalidate():
+            log.info("%s: 401 from %s, refreshing credentials once", self.vendor, redact_url(req.url))
+            return "refresh", None
+        if status < 400:
+            return "ok", None
+        retry_after = parse_retry_after(headers.get("Retry-After"))
+        if self.policy.should_retry_status(status, req.idempotent) and attempt < self.policy.max_attempts:
+            delay = self.policy.delay(attempt, retry_after)
+            self._log_retry(f"HTTP {status}", req.url, attempt, delay)
+            return "retry", delay
+        return "fail", retry_after
+
     def _log_retry(self, what: str, url: str, attempt: int, delay: float) -> None:
         log.warning(
             "%s: %s on %s, attempt %d/%d, retrying in %.1fs",
@@ -199,41 +233,20 @@ class HttpClient(_Base):
             try:
                 resp = self._send_following_redirects(req)
             except (requests.ConnectionError, requests.Timeout) as exc:
-                if _certificate_refused(exc):
-                    raise self._tls_error(req.url, exc) from None
                 unsent = isinstance(exc, requests.ConnectTimeout) or "NewConnectionError" in repr(exc)
-                if not req.idempotent and not unsent:
-                    raise SubmitOutcomeUnknown(
-                        f"{self.vendor}: {req.method} {redact_url(req.url)} failed after it may have reached "
-                        f"the vendor ({type(exc).__name__}); not repeated to avoid a second export"
-                    ) from None
-                if attempt >= self.policy.max_attempts:
-                    raise TransientHTTPError(
-                        f"{self.vendor}: {req.method} {redact_url(req.url)} failed {attempt} times: "
-                        f"{type(exc).__name__}: {redact_text(exc)}"
-                    ) from None
-                delay = self.policy.delay(attempt)
-                self._log_retry(type(exc).__name__, req.url, attempt, delay)
-                self.sleep(delay)
+                self.sleep(self._after_network_error(req, exc, attempt, unsent))
                 continue
-            status = resp.status_code
-            if status == 401 and req.auth and not refreshed and self.auth.invalidate():
-                refreshed = True
-                resp.close()
-                log.info("%s: 401 from %s, refreshing credentials once", self.vendor, redact_url(req.url))
-                continue
-            if status >= 400:
-                retry_after = parse_retry_after(resp.headers.get("Retry-After"))
-                if self.policy.should_retry_status(status, req.idempotent) and attempt < self.policy.max_attempts:
-                    delay = self.policy.delay(attempt, retry_after)
-                    resp.close()
-                    self._log_retry(f"HTTP {status}", req.url, attempt, delay)
-                    self.sleep(delay)
-                    continue
+            action, value = self._after_status(req, resp.status_code, resp.headers, attempt, refreshed)
+            if action == "ok":
+                return resp
+            if action == "fail":
                 body = resp.content[:4096] if not req.stream else resp.raw.read(4096, decode_content=True)
                 resp.close()
-                raise self._error(status, body, req.url, retry_after)
-            return resp
+                raise self._error(resp.status_code, body, req.url, value)
+            resp.close()
+            refreshed = refreshed or action == "refresh"
+            if action == "retry" and value is not None:
+                self.sleep(value)
 
     def _send_following_redirects(self, req: Request) -> requests.Response:
         url = req.url
@@ -327,36 +340,17 @@ class AsyncHttpClient(_Base):
             try:
                 resp = await self._send_following_redirects(req)
             except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-                if _certificate_refused(exc):
-                    raise self._tls_error(req.url, exc) from None
                 unsent = isinstance(exc, aiohttp.ClientConnectorError)
-                if not req.idempotent and not unsent:
-                    raise SubmitOutcomeUnknown(
-                        f"{self.vendor}: {req.method} {redact_url(req.url)} failed after it may have reached "
-                        f"the vendor ({type(exc).__name__}); not repeated to avoid a second export"
-                    ) from None
-                if attempt >= self.policy.max_attempts:
-                    raise TransientHTTPError(
-                        f"{self.vendor}: {req.method} {redact_url(req.url)} failed {attempt} times: "
-                        f"{type(exc).__name__}: {redact_text(exc)}"
-                    ) from None
-                delay = self.policy.delay(attempt)
-                self._log_retry(type(exc).__name__, req.url, attempt, delay)
-                await asyncio.sleep(delay)
+                await asyncio.sleep(self._after_network_error(req, exc, attempt, unsent))
                 continue
-            if resp.status == 401 and req.auth and not refreshed and self.auth.invalidate():
-                refreshed = True
-                log.info("%s: 401 from %s, refreshing credentials once", self.vendor, redact_url(req.url))
-                continue
-            if resp.status >= 400:
-                retry_after = parse_retry_after(resp.headers.get("Retry-After"))
-                if self.policy.should_retry_status(resp.status, req.idempotent) and attempt < self.policy.max_attempts:
-                    delay = self.policy.delay(attempt, retry_after)
-                    self._log_retry(f"HTTP {resp.status}", req.url, attempt, delay)
-                    await asyncio.sleep(delay)
-                    continue
-                raise self._error(resp.status, resp.body[:4096], req.url, retry_after)
-            return resp
+            action, value = self._after_status(req, resp.status, resp.headers, attempt, refreshed)
+            if action == "ok":
+                return resp
+            if action == "fail":
+                raise self._error(resp.status, resp.body[:4096], req.url, value)
+            refreshed = refreshed or action == "refresh"
+            if action == "retry" and value is not None:
+                await asyncio.sleep(value)
 
     async def _send_following_redirects(self, req: Request) -> AsyncResponse:
         session = await self._get_session()
