@@ -7,7 +7,7 @@ TOOLS := .tools
 AZURITE := $(TOOLS)/node_modules/.bin/azurite-blob
 AZURITE_VERSION := 3.37.0
 CHROMIUM := /usr/bin/chromium
-PYTEST_ARGS ?=
+PYTEST_ARGS ?= -n 3 --dist loadfile
 
 .PHONY: help install demo test lint bench bench-quick clean constraints
 

@@ -35,6 +35,9 @@ from tests.support.secrets import SECRETS, scan_for_secrets  # noqa: E402
 from tests.support.servers import Azurite, MotoS3  # noqa: E402
 
 _captured: list[str] = []
+# Under pytest-xdist every worker scans what it captured (it alone knows the secrets its tests used)
+# and leaves its verdict here; the controller, which imported this module first, reads them all.
+_SCAN_DIR = Path(os.environ.setdefault("AEP_SECRET_SCAN_DIR", tempfile.mkdtemp(prefix="aep-secret-scan-")))
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
@@ -45,21 +48,39 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         _captured.append(report.longreprtext)
 
 
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+def _scan() -> dict[str, object]:
     texts = list(_captured)
     logs = _HOME / "logs"
     if logs.exists():
         for path in logs.rglob("*"):
             if path.is_file():
                 texts.append(path.read_text("utf-8", "replace"))
-    hits = scan_for_secrets(texts)
+    return {"secrets": len(SECRETS), "texts": len(texts), "hits": scan_for_secrets(texts)}
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    worker = getattr(session.config, "workerinput", None)
+    if worker is not None:
+        (_SCAN_DIR / f"{worker['workerid']}.json").write_text(json.dumps(_scan()))
+        return
+    if session.config.pluginmanager.hasplugin("dsession"):  # the xdist controller
+        results = [json.loads(p.read_text()) for p in sorted(_SCAN_DIR.glob("*.json"))]
+        if not results:
+            session.exitstatus = 1
+            sys.stderr.write("\nSECRET SCAN FAILED: no worker reported its scan\n")
+            return
+    else:
+        results = [_scan()]
+    hits = [hit for r in results for hit in r["hits"]]  # type: ignore[attr-defined]
+    secrets = sum(int(r["secrets"]) for r in results)  # type: ignore[call-overload]
+    texts = sum(int(r["texts"]) for r in results)  # type: ignore[call-overload]
     if hits:
         session.exitstatus = 1
         sys.stderr.write("\nSECRET SCAN FAILED: a secret used by the tests reached captured output:\n")
         for name, excerpt in hits[:20]:
             sys.stderr.write(f"  {name}: ...{excerpt}...\n")
     else:
-        sys.stderr.write(f"\nsecret scan: {len(SECRETS)} secret values, {len(texts)} captured texts, no hit\n")
+        sys.stderr.write(f"\nsecret scan: {secrets} secret values, {texts} captured texts, no hit\n")
 
 
 @pytest.fixture(scope="session")
@@ -91,8 +112,8 @@ def sandbox(moto_s3: MotoS3) -> Iterator[object]:
     yield sb
     for name, value in sb.state.secrets.items():
         SECRETS[f"sandbox:{name}"] = value
-    for value in sb.state.issued:
-        SECRETS[f"issued:{value[:6]}"] = value
+    for i, value in enumerate(sorted(sb.state.issued)):  # tokens, signatures the sandbox handed out
+        SECRETS[f"issued:{value.split('-', 1)[0]}#{i}"] = value
     sb.stop()
 
 
