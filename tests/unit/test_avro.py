@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import gzip
 import io
 import json
@@ -56,7 +57,8 @@ def test_jsonl_values_and_types() -> None:
     assert n == 25 and len(lines) == 25
     first, fifth = json.loads(lines[1]), json.loads(lines[5])
     assert first["guid"] == "TRN-000001" and first["amount"] == 1.25 and first["status"] == "POSTED"
-    assert first["created_at"] == (EPOCH.replace(second=1)).isoformat()
+    assert first["created_at"].endswith("Z")  # RFC 3339 UTC
+    assert dt.datetime.fromisoformat(first["created_at"]) == EPOCH.replace(second=1)
     assert first["merchant"] == {"name": "shop 1", "category": None}
     assert first["attrs"] == {"a": 1, "b": -1} and first["tags"] == ["t1", "x"]
     assert fifth["memo"] == 'memo, "quoted" 5\nsecond line'
