@@ -184,6 +184,9 @@ def main() -> int:
         "AIRFLOW__CORE__PARALLELISM": "4", "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
         "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": "True",
     })
+    import logging
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's request log is noise here
     stack = Stack(home)
     rows: list[tuple[str, str, int, int, str, float, str]] = []
     try:
@@ -220,11 +223,13 @@ def main() -> int:
         shutil.rmtree(home, ignore_errors=True)
     _print_table(rows)
     seconds = time.time() - started
-    print(f"\nmake demo finished in {seconds:.0f}s (servers, DB migration and every example DAG)")
+    total = time.time() - float(os.environ.get("AEP_DEMO_STARTED") or started)
+    print(f"\nmake demo finished in {total:.0f}s: {total - seconds:.0f}s set-up (venv, pip, npm) and {seconds:.0f}s "
+          f"running the servers, the DB migration and every example DAG")
     out = ROOT / "bench" / "out"  # the benchmarks report the last demo time (P5)
     out.mkdir(parents=True, exist_ok=True)
     (out / "demo.json").write_text(json.dumps({
-        "seconds": round(seconds, 1), "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "seconds": round(total, 1), "dags_seconds": round(seconds, 1), "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "ok": bool(rows) and all(r[6] == "ok" for r in rows),
     }))
     return 0 if rows and all(r[6] == "ok" for r in rows) else 1
