@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 
-from tests.support.generic_hook import generic_connection
 from tests.support.stack import ROOT, AirflowStack
 
 pytestmark = pytest.mark.e2e
@@ -29,8 +28,7 @@ def stack(sandbox: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ai
     dags.mkdir()
     # only the DAGs these tests drive: every parsed DAG costs the dag-processor CPU
     (dags / "engine_e2e.py").symlink_to(ROOT / "tests" / "dags" / "engine_e2e.py")
-    (dags / "pond_daily_snapshot.py").symlink_to(ROOT / "dags_examples" / "pond_daily_snapshot.py")
-    conns = {"generic_default": generic_connection(sandbox.url, sandbox.state.secret("generic-token")), **sandbox.connections()}
+    conns: dict[str, Any] = dict(sandbox.connections())
     conns["aws_default"] = {"conn_type": "aws", "login": "testing", "password": "testing",
                             "extra": {"endpoint_url": sandbox.state.config["s3_endpoint"], "region_name": "us-east-1"}}
     s = AirflowStack(home, dags, {f"AIRFLOW_CONN_{k.upper()}": json.dumps(v) for k, v in conns.items()})
@@ -47,33 +45,45 @@ def _trigger_rows(stack: AirflowStack) -> list[tuple[Any, ...]]:
         return list(con.execute("select classpath, kwargs from trigger"))
 
 
-def test_trigger_runs_in_the_triggerer_and_survives_its_restart(stack: AirflowStack, sandbox: Any) -> None:
+def test_trigger_runs_in_the_triggerer_and_survives_its_restart(stack: AirflowStack, sandbox: Any, moto_s3: Any) -> None:
+    """A POND snapshot waits in the triggerer; the triggerer is killed mid-poll and restarted; the same
+    snapshot completes and its files land once."""
     state = sandbox.state
-    state.config["generic"] = {"pending_seconds": 25, "running_seconds": 5}
-    before = state.submissions["generic"]
-    stack.wait_dag("engine_e2e_deferred")
-    run_id = stack.trigger("engine_e2e_deferred")
+    s3 = moto_s3.client()
+    s3.create_bucket(Bucket="e2e-landing")
+    state.config.setdefault("pond", {}).update({"pending_seconds": 25, "running_seconds": 5})
+    def snapshots_of_the_day() -> int:  # unpausing also schedules the latest interval: count ours only
+        return sum(1 for job in list(state.jobs.values())
+                   if job.vendor == "pond" and str(job.params.get("created_at", [""])[0]).startswith("2026-11-09"))
+
+    stack.wait_dag("pond_e2e_deferred")
+    run_id = stack.trigger("pond_e2e_deferred", logical_date="2026-11-10T00:00:00Z")
 
     # the task defers: a trigger row appears in the metadata DB with our classpath and primitives only
     rows = stack.wait_for(lambda: [r for r in _trigger_rows(stack) if "ExportJobTrigger" in r[0]], 90, "trigger row")
     assert rows[0][0] == "airflow_export_providers.core.trigger.ExportJobTrigger"
     ti = stack.wait_for(
-        lambda: next((t for t in stack.task_instances("engine_e2e_deferred", run_id) if t["state"] == "deferred"), None),
+        lambda: next((t for t in stack.task_instances("pond_e2e_deferred", run_id) if t["state"] == "deferred"), None),
         60, "task deferred",
     )
-    assert ti["task_id"] == "export"
-    stack.wait_for(lambda: "ExportJobTrigger" in stack.logs("triggerer") or _polled(state), 60, "triggerer picked it up")
+    assert ti["task_id"] == "snapshot"
+    # the triggerer polls with aiohttp (the worker would use requests): the wait left the worker
+    stack.wait_for(lambda: _polled_by_trigger(state), 60, "the triggerer polling the snapshot")
 
-    # kill the triggerer mid-poll, start a new one: the same job must complete
+    # kill the triggerer mid-poll, start a new one: the same snapshot must complete and land once
     stack.kill("triggerer")
     time.sleep(2)
     stack.start("triggerer")
-    assert stack.wait_run("engine_e2e_deferred", run_id, timeout=180) == "success"
-    assert state.submissions["generic"] - before == 1, "exactly one vendor job for the whole run"
+    assert stack.wait_run("pond_e2e_deferred", run_id, timeout=180) == "success"
+    assert snapshots_of_the_day() == 1, "exactly one vendor job for the whole run"
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket="e2e-landing", Prefix="pond/2026-11-09/").get("Contents", [])]
+    assert keys and len(keys) == len(set(keys)) and all(k.startswith("pond/2026-11-09/event_") for k in keys), keys
+    assert not s3.list_multipart_uploads(Bucket="e2e-landing").get("Uploads")
 
 
-def _polled(state: Any) -> bool:
-    return any(r["path"].startswith("/generic/jobs/") and r["method"] == "GET" for r in state.requests)
+def _polled_by_trigger(state: Any) -> bool:
+    return any(r["method"] == "GET" and "/insights/snapshots/" in r["path"] and "aiohttp" in r["headers"].get("User-Agent", "")
+               for r in list(state.requests))
 
 
 CONN_TYPES = {
@@ -143,16 +153,16 @@ def test_add_connection_form_in_a_real_browser(stack: AirflowStack) -> None:
 def test_backfill_from_the_rest_api_lands_each_interval_once(stack: AirflowStack, sandbox: Any, moto_s3: Any) -> None:
     """What the UI's backfill dialog does: three daily intervals -> three prefixes; again -> overwritten."""
     s3 = moto_s3.client()
-    s3.create_bucket(Bucket="analytics-landing")
+    s3.create_bucket(Bucket="e2e-landing-backfill")
     state = sandbox.state
     state.config.setdefault("pond", {}).update({"pending_seconds": 0, "running_seconds": 0})
     days = ["2026-11-20", "2026-11-21", "2026-11-22"]
     # the scheduler starts runs of unpaused DAGs only (backfills included); unpausing also schedules the
     # latest interval, so everything below looks at the backfilled days alone
-    stack.wait_dag("pond_daily_snapshot")
+    stack.wait_dag("pond_e2e_backfill")
 
     def keys() -> list[str]:
-        pages = s3.get_paginator("list_objects_v2").paginate(Bucket="analytics-landing", Prefix="pond/")
+        pages = s3.get_paginator("list_objects_v2").paginate(Bucket="e2e-landing-backfill", Prefix="pond/")
         return sorted(o["Key"] for page in pages for o in page.get("Contents", []) if o["Key"].split("/")[1] in days)
 
     def snapshots_of_backfilled_days() -> int:
@@ -162,10 +172,10 @@ def test_backfill_from_the_rest_api_lands_each_interval_once(stack: AirflowStack
     landed: list[str] = []
     for attempt in (1, 2):
         started = datetime.now(timezone.utc)
-        backfill = stack.backfill("pond_daily_snapshot", f"{days[0]}T00:00:00Z", f"{days[-1]}T00:00:00Z")
+        backfill = stack.backfill("pond_e2e_backfill", f"{days[0]}T00:00:00Z", f"{days[-1]}T00:00:00Z")
 
         def finished(since: datetime = started) -> list[dict[str, Any]] | None:
-            runs = [r for r in stack.dag_runs("pond_daily_snapshot")
+            runs = [r for r in stack.dag_runs("pond_e2e_backfill")
                     if r["run_type"] == "backfill" and r["data_interval_start"][:10] in days]
             done = [r for r in runs if r["state"] in ("success", "failed") and r["end_date"]
                     and datetime.fromisoformat(r["end_date"].replace("Z", "+00:00")) > since]
