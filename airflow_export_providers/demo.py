@@ -28,13 +28,13 @@ RUN_CONF: dict[str, dict[str, Any]] = {
 }
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
 
-def _wait_port(port: int, timeout: float = 30.0) -> None:
+def wait_port(port: int, timeout: float = 30.0) -> None:
     deadline = time.time() + timeout
     while time.time() < deadline:
         with socket.socket() as s:
@@ -60,21 +60,21 @@ class Stack:
 
         from airflow_export_providers.sandbox import Sandbox
 
-        s3_port = _free_port()
+        s3_port = free_port()
         moto = ThreadedMotoServer(ip_address="127.0.0.1", port=s3_port, verbose=False)
         moto.start()
         self.closers.append(moto.stop)
-        _wait_port(s3_port)
+        wait_port(s3_port)
         s3_url = f"http://127.0.0.1:{s3_port}"
 
-        az_port = _free_port()
+        az_port = free_port()
         azurite = os.environ.get("AZURITE_BLOB") or shutil.which("azurite-blob") or str(ROOT / ".tools/node_modules/.bin/azurite-blob")
         (self.home / "azurite").mkdir(exist_ok=True)
         self.procs.append(subprocess.Popen(
             [azurite, "--inMemoryPersistence", "--blobHost", "127.0.0.1", "--blobPort", str(az_port), "--skipApiVersionCheck", "--silent"],
             cwd=self.home / "azurite", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
         ))
-        _wait_port(az_port)
+        wait_port(az_port)
         az_conn = (f"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={AZURITE_KEY};"
                    f"BlobEndpoint=http://127.0.0.1:{az_port}/devstoreaccount1;")
 
