@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import ipaddress
 import json
 import re
 import secrets
@@ -33,6 +32,7 @@ from airflow_export_providers.hooks.leanplum import LeanplumHook
 from airflow_export_providers.hooks.mobile_engagement import MobileEngagementHook
 from airflow_export_providers.hooks.mx import MxSnapshotsHook
 from airflow_export_providers.hooks.pond import PondHook
+from airflow_export_providers.sandbox.mobile_engagement import make_tls_material
 from tests.support.secrets import register
 
 pytestmark = pytest.mark.timeout(180)
@@ -233,40 +233,11 @@ def test_mx_api_key_does_not_follow_a_cross_host_redirect(origin_a: Recorder, or
 
 
 # ---- TLS verification is on by default -----------------------------------------------------------------
-def make_self_signed(folder: Path) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1 / localhost (its own CA), made with ``cryptography``."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-    now = dt.datetime.now(dt.timezone.utc)
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "security-test self-signed")])
-    cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(hours=1)).not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                       critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=False, content_commitment=False,
-                                     key_encipherment=False, data_encipherment=False, key_agreement=False,
-                                     encipher_only=False, decipher_only=False), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    folder.mkdir(parents=True, exist_ok=True)
-    cert_path, key_path = folder / "self-signed.pem", folder / "self-signed.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
-    return cert_path, key_path
-
-
 @pytest.fixture(scope="module")
 def self_signed(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
-    cert, key = make_self_signed(tmp_path_factory.mktemp("tls"))
-    return SimpleNamespace(cert=cert, key=key)
+    """A server certificate from a throw-away CA that nothing trusts (the sandbox's own TLS helper)."""
+    ca, cert, key = make_tls_material(tmp_path_factory.mktemp("tls"))
+    return SimpleNamespace(ca=ca, cert=cert, key=key)
 
 
 @pytest.fixture
@@ -306,7 +277,7 @@ def test_clients_refuse_an_untrusted_certificate_at_once(tls_server: Recorder, s
     message = str(caught.value)
     assert "not trusted" in message and "ca_bundle" in message and token not in message
     assert tls_server.seen == [], "nothing may be sent over an unverified connection"
-    assert call(str(self_signed.cert))["ok"] is True  # the same server, trusted through a CA file
+    assert call(str(self_signed.ca))["ok"] is True  # the same server, trusted through a CA file
     assert len(tls_server.seen) == 1 and tls_server.seen[0]["headers"]["authorization"] == f"Bearer {token}"
 
 
@@ -351,8 +322,8 @@ def test_every_vendor_refuses_an_untrusted_certificate_by_default(
     hook.close()
     if vendor == "mobile_engagement":
         return  # azure-identity's own transport: its CA setting is covered in test_mobile_engagement.py
-    trusted = _hook(monkeypatch, vendor, {**conn, "extra": {**conn["extra"], "ca_bundle": str(self_signed.cert)}})
-    assert trusted.verify == str(self_signed.cert)
+    trusted = _hook(monkeypatch, vendor, {**conn, "extra": {**conn["extra"], "ca_bundle": str(self_signed.ca)}})
+    assert trusted.verify == str(self_signed.ca)
     with pytest.raises(ExportError):  # {"ok": true} is no job, but the request went through
         trusted.get_job("job-1")
     assert tls_server.seen, "with the CA named in ca_bundle the same server is reached"
