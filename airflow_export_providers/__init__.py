@@ -112,7 +112,7 @@ def _existing(kind: str) -> list[str]:
     if kind == "transfers":
         names = [f"{PACKAGE}.transfers.export_to_s3", f"{PACKAGE}.transfers.export_to_azure_blob"]
     if kind == "triggers":
-        names = [f"{PACKAGE}.core.trigger"]
+        names = [f"{PACKAGE}.triggers.export_job"]
     return [n for n in names if importlib.util.find_spec(n) is not None]
 
 

@@ -41,7 +41,9 @@ def current_rss() -> int:
 def land(args: dict[str, Any]) -> dict[str, Any]:
     """land_file from the sandbox's generated file into S3 (moto) or Azure (Azurite), hooks from connections."""
     from airflow_export_providers.core.job import ExportFile
-    from airflow_export_providers.core.landing import AzureBlobWriter, S3Writer, land_file
+    from airflow_export_providers.core.landing import land_file
+    from airflow_export_providers.transfers.export_to_azure_blob import AzureBlobWriter
+    from airflow_export_providers.transfers.export_to_s3 import S3Writer
     from tests.support.files_hook import CONN_ID, FilesHook
 
     size = int(args["size"])
@@ -221,7 +223,7 @@ async def _window(seconds: float, tick: float) -> tuple[list[float], list[int], 
 
 
 async def _triggers(args: dict[str, Any]) -> dict[str, Any]:
-    from airflow_export_providers.core.trigger import ExportJobTrigger
+    from airflow_export_providers.triggers.export_job import ExportJobTrigger
 
     tick = float(args.get("tick", 0.05))
     # baseline: the same loop and ticker with nothing else in it

@@ -7,6 +7,7 @@ re-signing of expired links and Range resumes live here.
 
 from __future__ import annotations
 
+import importlib
 import ipaddress
 import logging
 from collections.abc import Iterator
@@ -355,3 +356,11 @@ def iter_stream(stream: SourceStream, chunk_size: int = 1 << 20) -> Iterator[byt
         if not chunk:
             return
         yield chunk
+
+def import_hook(path: str) -> type:
+    """Import a hook class by path; only ExportHook subclasses are accepted."""
+    module, _, name = path.rpartition(".")
+    cls = getattr(importlib.import_module(module), name, None)
+    if not (isinstance(cls, type) and issubclass(cls, ExportHook)):
+        raise ValueError(f"hook_class: {path!r} is not an ExportHook subclass")
+    return cls

@@ -7,8 +7,8 @@ The pipeline for one file, pulled from the consuming end so that nothing holds m
         -> _Inflate (gzip, streaming zlib) when the source is gzip and something needs plain bytes
           -> line counter (csv/jsonl rows) | Avro block counter | Avro converter | decompressed upload
 
-Writers stage the bytes where no reader can see them (S3 multipart parts, Azure uncommitted blocks)
-and make the object appear atomically under its final key only after verification passed; any
+Writers (one per destination, each beside its transfer operator in ``transfers/``) stage the bytes
+where no reader can see them (S3 multipart parts, Azure uncommitted blocks) and make the object appear atomically under its final key only after verification passed; any
 failure aborts what was staged. Why not ``S3Hook.load_file_obj`` / ``HttpToS3Operator``: they read or
 spool whole bodies and publish before anyone could compare sizes, rows or checksums.
 """
@@ -48,13 +48,6 @@ log = logging.getLogger(__name__)
 MiB = 1 << 20
 CHUNK = 1 * MiB
 CONVERT_FORMATS = avro.FORMATS
-S3_MIN_PART = 5 * MiB  # S3's own minimum for every part but the last
-S3_DEFAULT_PART = 8 * MiB
-S3_MAX_PARTS = 10_000
-S3_MAX_OBJECT = 5 * (1 << 40)
-AZURE_DEFAULT_BLOCK = 8 * MiB
-AZURE_MAX_BLOCKS = 50_000
-AZURE_MAX_BLOCK = 4000 * MiB
 PROGRESS_INTERVAL = 30.0
 CHECKSUM_ALGORITHMS = ("md5", "sha1", "sha256")
 
@@ -377,7 +370,7 @@ class ObjectWriter(ABC):
         """Remove a committed object (used when a post-commit check finds it wrong)."""
 
 
-class _Sender:
+class PartSender:
     """Sends parts in the background, at most ``concurrency`` at a time, results kept in order.
 
     Downloading the next part while the previous one uploads roughly halves the wall time on real
@@ -419,225 +412,6 @@ class _Sender:
             # parts already on the wire finish first, so an abort that follows really is the last word
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
-
-
-def s3_part_size(size: int | None, minimum: int = S3_DEFAULT_PART) -> int:
-    """Part size for a known size: at least ``minimum`` and big enough to stay under 10,000 parts."""
-    if not size:
-        return minimum
-    needed = -(-size // (S3_MAX_PARTS - 1))
-    needed = -(-needed // MiB) * MiB  # round up to whole MiB
-    return max(minimum, needed)
-
-
-class S3Writer(ObjectWriter):
-    """S3 through the Amazon provider's S3Hook (boto3 client): multipart, or one PUT for small files.
-
-    With an unknown size (converted or inflated output) parts start at ``part_size`` and double every
-    1,000 parts, which keeps even a 5 TB object under S3's 10,000-part limit.
-    """
-
-    def __init__(self, bucket: str, aws_conn_id: str | None = "aws_default", *, part_size: int | None = None,
-                 client: Any = None, extra_args: dict[str, Any] | None = None, concurrency: int = 2) -> None:
-        super().__init__()
-        self.concurrency = concurrency
-        self.bucket = bucket
-        self.aws_conn_id = aws_conn_id
-        self.min_part = max(int(part_size or S3_DEFAULT_PART), S3_MIN_PART)
-        self.extra_args = dict(extra_args or {})
-        self._client = client
-
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-
-            self._client = S3Hook(aws_conn_id=self.aws_conn_id).get_conn()
-        return self._client
-
-    def uri(self, key: str) -> str:
-        return f"s3://{self.bucket}/{key}"
-
-    def _begin(self, key: str, size_hint: int | None, part_size: int | None) -> Upload:
-        self.abort_stale(key)
-        minimum = max(int(part_size), S3_MIN_PART) if part_size else self.min_part
-        return _S3Upload(self, key, s3_part_size(size_hint, minimum), grow=size_hint is None)
-
-    def abort_stale(self, key: str) -> None:
-        """Abort multipart uploads an earlier, killed try left for this exact key."""
-        try:
-            resp = self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=key)
-        except Exception as exc:  # listing may be denied by policy; that is not fatal
-            log.debug("could not list multipart uploads for %s: %s", key, redact_text(exc))
-            return
-        for upload in resp.get("Uploads", []):
-            if upload.get("Key") == key:
-                log.info("aborting a multipart upload of %s left by an earlier try", self.uri(key))
-                self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload["UploadId"])
-
-    def delete(self, key: str) -> None:
-        self.client.delete_object(Bucket=self.bucket, Key=key)
-
-
-class _S3Upload(Upload):
-    def __init__(self, writer: S3Writer, key: str, part_size: int, grow: bool) -> None:
-        super().__init__(key, writer)
-        self.w = writer
-        self.part_size = part_size
-        self.grow = grow
-        self.buf = bytearray()
-        self.upload_id: str | None = None
-        self.sender = _Sender(writer.concurrency)
-        self.numbers = 0
-
-    def _write(self, data: bytes) -> None:
-        self.buf += data
-        self.written += len(data)
-        # the last part may be small, so a full buffer is only sent once more bytes are known to follow
-        while len(self.buf) > self.part_size:
-            self.sender.make_room()
-            with memoryview(self.buf) as view:  # one copy, not two (a bytearray slice, then bytes of it)
-                part = bytes(view[: self.part_size])
-            del self.buf[: self.part_size]
-            self._send(part)
-
-    def _send(self, part: bytes) -> None:
-        client = self.w.client
-        if self.upload_id is None:
-            resp = client.create_multipart_upload(Bucket=self.w.bucket, Key=self.key, **self.w.extra_args)
-            self.upload_id = resp["UploadId"]
-        self.numbers += 1
-        number = self.numbers
-        if number > S3_MAX_PARTS:
-            raise ExportError(f"{self.w.uri(self.key)}: more than {S3_MAX_PARTS} parts; raise part_size")
-        self.sender.submit(self._upload_part, client, self.upload_id, number, part)
-        if self.grow and number % 1000 == 0:
-            self.part_size *= 2
-
-    def _upload_part(self, client: Any, upload_id: str, number: int, part: bytes) -> dict[str, Any]:
-        resp = client.upload_part(Bucket=self.w.bucket, Key=self.key, UploadId=upload_id, PartNumber=number, Body=part)
-        return {"PartNumber": number, "ETag": resp["ETag"]}
-
-    def _commit(self) -> None:
-        client = self.w.client
-        if self.upload_id is None:
-            client.put_object(Bucket=self.w.bucket, Key=self.key, Body=bytes(self.buf), **self.w.extra_args)
-            self.buf = bytearray()
-            return
-        if self.buf:
-            self._send(bytes(self.buf))
-            self.buf = bytearray()
-        parts = self.sender.drain()
-        client.complete_multipart_upload(
-            Bucket=self.w.bucket, Key=self.key, UploadId=self.upload_id, MultipartUpload={"Parts": parts}
-        )
-        self.upload_id = None
-
-    def _abort(self) -> None:
-        self.buf = bytearray()
-        self.sender.close()
-        if self.upload_id is not None:
-            upload_id, self.upload_id = self.upload_id, None
-            try:
-                self.w.client.abort_multipart_upload(Bucket=self.w.bucket, Key=self.key, UploadId=upload_id)
-            except Exception as exc:
-                log.warning("could not abort the multipart upload of %s: %s", self.w.uri(self.key), redact_text(exc))
-
-    def landed_size(self) -> int | None:
-        return int(self.w.client.head_object(Bucket=self.w.bucket, Key=self.key)["ContentLength"])
-
-
-def azure_block_size(size: int | None, minimum: int = AZURE_DEFAULT_BLOCK) -> int:
-    if not size:
-        return minimum
-    needed = -(-size // (AZURE_MAX_BLOCKS - 1))
-    needed = -(-needed // MiB) * MiB
-    return min(max(minimum, needed), AZURE_MAX_BLOCK)
-
-
-class AzureBlobWriter(ObjectWriter):
-    """Azure Blob through the Azure provider's WasbHook: staged blocks, one commit at the very end.
-
-    Uncommitted blocks are invisible; a commit replaces the blob atomically. Blocks of an aborted
-    upload are discarded by the service (by the next commit of the key, or after a week).
-    """
-
-    def __init__(self, container: str, wasb_conn_id: str = "wasb_default", *, block_size: int | None = None,
-                 service: Any = None, concurrency: int = 2) -> None:
-        super().__init__()
-        self.concurrency = concurrency
-        self.container = container
-        self.wasb_conn_id = wasb_conn_id
-        self.block_size = max(int(block_size or AZURE_DEFAULT_BLOCK), 1)
-        self._service = service
-
-    @property
-    def service(self) -> Any:
-        if self._service is None:
-            from airflow.providers.microsoft.azure.hooks.wasb import WasbHook
-
-            self._service = WasbHook(wasb_conn_id=self.wasb_conn_id).get_conn()
-        return self._service
-
-    def uri(self, key: str) -> str:
-        account = getattr(self.service, "account_name", None) or "account"
-        return f"wasbs://{self.container}@{account}.blob.core.windows.net/{key}"
-
-    def _begin(self, key: str, size_hint: int | None, part_size: int | None) -> Upload:
-        blob = self.service.get_blob_client(container=self.container, blob=key)
-        return _AzureUpload(self, blob, key, azure_block_size(size_hint, int(part_size) if part_size else self.block_size))
-
-    def delete(self, key: str) -> None:
-        self.service.get_blob_client(container=self.container, blob=key).delete_blob()
-
-
-class _AzureUpload(Upload):
-    def __init__(self, writer: AzureBlobWriter, blob: Any, key: str, block_size: int) -> None:
-        super().__init__(key, writer)
-        self.w = writer
-        self.blob = blob
-        self.block_size = block_size
-        self.buf = bytearray()
-        self.block_ids: list[str] = []
-        self.sender = _Sender(writer.concurrency)
-
-    def _write(self, data: bytes) -> None:
-        self.buf += data
-        self.written += len(data)
-        while len(self.buf) >= self.block_size:
-            self.sender.make_room()
-            with memoryview(self.buf) as view:  # one copy, not two (a bytearray slice, then bytes of it)
-                block = bytes(view[: self.block_size])
-            del self.buf[: self.block_size]
-            self._stage(block)
-
-    def _stage(self, block: bytes) -> None:
-        if len(self.block_ids) >= AZURE_MAX_BLOCKS:
-            raise ExportError(f"{self.w.uri(self.key)}: more than {AZURE_MAX_BLOCKS} blocks; raise the block size")
-        # fixed-length ids: Azure requires every block id of a blob to have the same length
-        block_id = base64.b64encode(f"aep-{len(self.block_ids):08d}".encode()).decode("ascii")
-        self.block_ids.append(block_id)
-        self.sender.submit(self.blob.stage_block, block_id=block_id, data=block, length=len(block))
-
-    def _commit(self) -> None:
-        from azure.storage.blob import BlobBlock
-
-        if not self.block_ids and not self.buf:
-            self.blob.upload_blob(b"", overwrite=True)  # an empty object: nothing to stage
-            return
-        if self.buf:
-            self._stage(bytes(self.buf))
-            self.buf = bytearray()
-        self.sender.drain()
-        self.blob.commit_block_list([BlobBlock(block_id=b) for b in self.block_ids])
-
-    def _abort(self) -> None:
-        self.buf = bytearray()
-        self.sender.close()
-        self.block_ids = []
-
-    def landed_size(self) -> int | None:
-        return int(self.blob.get_blob_properties().size)
 
 
 # ---- landing --------------------------------------------------------------------------------

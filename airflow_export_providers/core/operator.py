@@ -13,7 +13,7 @@ from airflow_export_providers.core.errors import ExportJobFailed, QuotaExceeded
 from airflow_export_providers.core.hook import ExportHook
 from airflow_export_providers.core.job import ExportJob, JobState
 from airflow_export_providers.core.redact import redact_obj, redact_text
-from airflow_export_providers.core.trigger import ExportJobTrigger
+from airflow_export_providers.triggers.export_job import ExportJobTrigger
 
 if TYPE_CHECKING:
     from airflow.sdk import Context

@@ -14,7 +14,7 @@ from airflow_export_providers.core.hook import ExportHook
 from airflow_export_providers.core.job import ExportJob, JobState
 from airflow_export_providers.core.operator import default_deferrable
 from airflow_export_providers.core.redact import redact_obj
-from airflow_export_providers.core.trigger import ExportJobTrigger
+from airflow_export_providers.triggers.export_job import ExportJobTrigger
 
 if TYPE_CHECKING:
     from airflow.sdk import Context

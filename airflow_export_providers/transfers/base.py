@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from airflow.sdk import BaseOperator
 
 from airflow_export_providers.core.errors import ExportError, ExportInputError
-from airflow_export_providers.core.hook import ExportHook
+from airflow_export_providers.core.hook import ExportHook, import_hook
 from airflow_export_providers.core.job import ExportFile, ExportJob, JobState
 from airflow_export_providers.core.landing import (
     CONVERT_FORMATS,
@@ -28,7 +28,6 @@ from airflow_export_providers.core.landing import (
     validate_convert,
 )
 from airflow_export_providers.core.redact import redact_text
-from airflow_export_providers.core.trigger import import_hook
 from airflow_export_providers.core.watermark import commit_watermark
 
 if TYPE_CHECKING:

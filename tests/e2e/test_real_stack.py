@@ -61,7 +61,7 @@ def test_trigger_runs_in_the_triggerer_and_survives_its_restart(stack: AirflowSt
 
     # the task defers: a trigger row appears in the metadata DB with our classpath and primitives only
     rows = stack.wait_for(lambda: [r for r in _trigger_rows(stack) if "ExportJobTrigger" in r[0]], 90, "trigger row")
-    assert rows[0][0] == "airflow_export_providers.core.trigger.ExportJobTrigger"
+    assert rows[0][0] == "airflow_export_providers.triggers.export_job.ExportJobTrigger"
     ti = stack.wait_for(
         lambda: next((t for t in stack.task_instances("pond_e2e_deferred", run_id) if t["state"] == "deferred"), None),
         60, "task deferred",

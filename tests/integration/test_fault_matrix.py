@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from airflow_export_providers.core.job import ExportJob
-from airflow_export_providers.core.trigger import ExportJobTrigger
+from airflow_export_providers.triggers.export_job import ExportJobTrigger
 from tests.conftest import set_connection
 from tests.support import fault_matrix as fm
 from tests.support.airflow import load_dag, run_dag, task_states, xcom
@@ -328,7 +328,7 @@ def c_retry_after_submit(c: Cell) -> None:
 
 
 def c_triggerer_restart(c: Cell) -> None:
-    from airflow_export_providers.core.trigger import import_hook
+    from airflow_export_providers.core.hook import import_hook
 
     cfg = c.state.vendor_config(c.vendor)
     for key in ("pending_seconds", "running_seconds"):

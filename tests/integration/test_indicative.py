@@ -364,7 +364,7 @@ def test_trigger_polls_export_to_complete(indicative: Any) -> None:
     """The deferred path: the engine's trigger reads the export with the async client until COMPLETE."""
     import asyncio
 
-    from airflow_export_providers.core.trigger import ExportJobTrigger
+    from airflow_export_providers.triggers.export_job import ExportJobTrigger
 
     export_id = fast_hook().submit(RECENT)
     trigger = ExportJobTrigger(hook_class="airflow_export_providers.hooks.indicative.IndicativeHook",
@@ -386,7 +386,7 @@ def test_trigger_polls_export_to_complete(indicative: Any) -> None:
 def test_trigger_reports_403_as_error(indicative: Any) -> None:
     import asyncio
 
-    from airflow_export_providers.core.trigger import ExportJobTrigger
+    from airflow_export_providers.triggers.export_job import ExportJobTrigger
 
     export_id = fast_hook().submit(RECENT)
     indicative.vendor_config("indicative")["export_api"] = False

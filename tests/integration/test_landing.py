@@ -20,7 +20,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from airflow_export_providers.core.errors import ExportInputError, VerificationError
-from airflow_export_providers.core.landing import AzureBlobWriter, MiB, S3Writer, land_file
+from airflow_export_providers.core.landing import MiB, land_file
+from airflow_export_providers.transfers.export_to_azure_blob import AzureBlobWriter
+from airflow_export_providers.transfers.export_to_s3 import S3Writer
 from tests.support.avro_samples import avro_gz, record
 from tests.support.files_hook import FilesHook, export_file, random_bytes, set_files_connection
 

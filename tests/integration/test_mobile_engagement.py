@@ -202,7 +202,7 @@ def test_sas_grants_write_and_list_only_and_expires_soon(me: Any, azurite: Any) 
 def test_sas_never_in_xcom_rendered_fields_or_trigger(me: Any) -> None:
     from airflow.sdk.exceptions import TaskDeferred
 
-    from airflow_export_providers.core.trigger import ExportJobTrigger
+    from airflow_export_providers.triggers.export_job import ExportJobTrigger
 
     task = op("events", deferrable=True)
     with pytest.raises(TaskDeferred) as deferred:
@@ -447,7 +447,7 @@ def test_sensor_fails_with_error_details(me: Any) -> None:
 
 def test_trigger_refreshes_a_revoked_token_once(me: Any) -> None:
     """The triggerer's aio credential: ARM answers 401 to a revoked token; one fresh token fixes it."""
-    from airflow_export_providers.core.trigger import ExportJobTrigger
+    from airflow_export_providers.triggers.export_job import ExportJobTrigger
 
     me.vendor_config("mobile_engagement").update(pending_seconds=0.2, running_seconds=1.5)
     task_id = op("tags", wait_for_completion=False).execute(context())

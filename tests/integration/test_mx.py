@@ -16,11 +16,11 @@ from airflow_export_providers.core.errors import ExportInputError, ExportJobFail
 from airflow_export_providers.core.hook import iter_stream
 from airflow_export_providers.core.http import RetryPolicy
 from airflow_export_providers.core.job import ExportJob, JobState
-from airflow_export_providers.core.trigger import ExportJobTrigger
 from airflow_export_providers.hooks.mx import MX_DELETE_ORDER, MX_LOAD_ORDER, MX_RESOURCES, MxSnapshotsHook
 from airflow_export_providers.operators.mx import MxSnapshotOperator
 from airflow_export_providers.sandbox import mx as sb
 from airflow_export_providers.sensors.mx import MxSnapshotSensor
+from airflow_export_providers.triggers.export_job import ExportJobTrigger
 from tests.conftest import set_connection
 from tests.support.mx import make_snapshot, mx_conn, new_guid, read_avro_gz
 from tests.support.secrets import register

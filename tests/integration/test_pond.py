@@ -21,10 +21,10 @@ import requests
 from airflow_export_providers.core.errors import ExportInputError, VendorHTTPError
 from airflow_export_providers.core.hook import iter_stream
 from airflow_export_providers.core.job import ExportJob, JobState
-from airflow_export_providers.core.trigger import ExportJobTrigger
 from airflow_export_providers.hooks.pond import PondHook, link_expires_at, snapshot_id
 from airflow_export_providers.operators.pond import PondSnapshotOperator, pond_timestamp
 from airflow_export_providers.sandbox import pond as pond_sandbox
+from airflow_export_providers.triggers.export_job import ExportJobTrigger
 from tests.conftest import set_connection
 
 HOOK = f"{PondHook.__module__}.PondHook"

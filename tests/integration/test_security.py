@@ -336,7 +336,7 @@ def test_trigger_reports_an_untrusted_certificate_as_one_error_event(
 ) -> None:
     import time
 
-    from airflow_export_providers.core.trigger import ExportJobTrigger
+    from airflow_export_providers.triggers.export_job import ExportJobTrigger
 
     conn = _vendor_conn(vendor, tls_server.url("").rstrip("/"))
     hook = _hook(monkeypatch, vendor, conn)
@@ -462,7 +462,7 @@ def test_secrets_echoed_by_the_vendor_never_reach_exception_text(
 ) -> None:
     import time
 
-    from airflow_export_providers.core.trigger import ExportJobTrigger
+    from airflow_export_providers.triggers.export_job import ExportJobTrigger
 
     route, job_id = STATUS_ROUTES_AND_IDS[vendor]
     cls = VENDOR_HOOKS[vendor]

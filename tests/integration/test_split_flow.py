@@ -20,7 +20,7 @@ from airflow.sdk.exceptions import TaskDeferred
 from airflow_export_providers.core.errors import ExportJobFailed
 from airflow_export_providers.core.job import ExportJob, JobState
 from airflow_export_providers.core.sensor import ExportJobSensor
-from airflow_export_providers.core.trigger import ExportJobTrigger
+from airflow_export_providers.triggers.export_job import ExportJobTrigger
 from tests.support.airflow import load_dag, run_dag, task_states, xcom
 from tests.support.split_flow import BUCKET, CASES, ME_CONTAINER, VENDORS, VendorCase
 

@@ -15,16 +15,14 @@ import pytest
 from airflow_export_providers.core import avro
 from airflow_export_providers.core.errors import ExportInputError, VerificationError
 from airflow_export_providers.core.landing import (
-    S3_MAX_OBJECT,
-    S3_MAX_PARTS,
     MiB,
     _Inflate,
     _LineCounter,
     landed_name,
     object_key,
-    s3_part_size,
     validate_convert,
 )
+from airflow_export_providers.transfers.export_to_s3 import S3_MAX_OBJECT, S3_MAX_PARTS, s3_part_size
 from tests.support.avro_samples import EPOCH, avro_bytes, record
 
 

@@ -434,7 +434,7 @@ def test_trigger_yields_one_error_event_for_a_bad_answer(bad_answers: Any, vendo
     import asyncio
     import time
 
-    from airflow_export_providers.core.trigger import ExportJobTrigger
+    from airflow_export_providers.triggers.export_job import ExportJobTrigger
 
     hook, job_id, words, secret = _http_case(bad_answers, vendor, body_name)
     trigger = ExportJobTrigger(

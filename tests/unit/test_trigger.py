@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from airflow_export_providers.core.trigger import ExportJobTrigger, import_hook
+from airflow_export_providers.core.hook import import_hook
+from airflow_export_providers.triggers.export_job import ExportJobTrigger
 from tests.support.generic_hook import GenericHook, generic_connection
 
 HOOK = f"{GenericHook.__module__}.GenericHook"
@@ -42,7 +43,7 @@ async def collect(trigger: ExportJobTrigger, limit: float = 20) -> list[dict[str
 def test_serialize_round_trip_is_primitives_only() -> None:
     trigger = ExportJobTrigger(hook_class=HOOK, conn_id="c", job_id="j", poll_interval=2, deadline=123.5, hook_kwargs={"a": 1})
     classpath, kwargs = trigger.serialize()
-    assert classpath == "airflow_export_providers.core.trigger.ExportJobTrigger"
+    assert classpath == "airflow_export_providers.triggers.export_job.ExportJobTrigger"
     assert json.loads(json.dumps(kwargs)) == kwargs
     assert rebuild(trigger).serialize() == trigger.serialize()
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -12,20 +11,12 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_export_providers.core.errors import VendorAuthError, VendorHTTPError
+from airflow_export_providers.core.hook import import_hook
 from airflow_export_providers.core.redact import redact_text
 
 log = logging.getLogger(__name__)
 
 
-def import_hook(path: str) -> type:
-    """Import a hook class by path; only ExportHook subclasses are accepted."""
-    from airflow_export_providers.core.hook import ExportHook
-
-    module, _, name = path.rpartition(".")
-    cls = getattr(importlib.import_module(module), name, None)
-    if not (isinstance(cls, type) and issubclass(cls, ExportHook)):
-        raise ValueError(f"hook_class: {path!r} is not an ExportHook subclass")
-    return cls
 
 
 class ExportJobTrigger(BaseTrigger):
