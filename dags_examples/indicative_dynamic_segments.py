@@ -8,6 +8,7 @@ does not stop the others. Keys: ``indicative/segments/{{ ds }}/<segment-name>-<i
 
 from __future__ import annotations
 
+import os
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -15,6 +16,9 @@ from airflow.sdk import DAG
 
 from airflow_export_providers.operators.indicative import IndicativeListSegmentsOperator, IndicativeSegmentExportOperator
 from airflow_export_providers.transfers.export_to_s3 import ExportToS3Operator
+
+# Every example reads its poll interval from AEP_EXAMPLE_POLL_INTERVAL (seconds; see the README).
+POLL_INTERVAL = float(os.environ.get("AEP_EXAMPLE_POLL_INTERVAL", "10"))
 
 
 def segment_id(segment: dict[str, Any]) -> str:
@@ -35,7 +39,7 @@ with DAG(
     segments = IndicativeListSegmentsOperator(task_id="list_dynamic_segments", segment_type="Dynamic")
     exports = IndicativeSegmentExportOperator.partial(
         task_id="export_segment",
-        poll_interval=10,  # exports usually finish within seconds
+        poll_interval=POLL_INTERVAL,
         job_timeout=timedelta(hours=6),
         max_active_tis_per_dagrun=4,  # be gentle with the vendor's rate limit (429)
         map_index_template="{{ task.segment }}",

@@ -11,12 +11,16 @@ Connections: ``indicative_default`` (API key / access token; extra ``aws_conn_id
 
 from __future__ import annotations
 
+import os
 from datetime import datetime, timedelta, timezone
 
 from airflow.sdk import DAG, Param
 
 from airflow_export_providers.operators.indicative import IndicativeSegmentExportOperator
 from airflow_export_providers.transfers.export_to_azure_blob import ExportToAzureBlobOperator
+
+# Every example reads its poll interval from AEP_EXAMPLE_POLL_INTERVAL (seconds; see the README).
+POLL_INTERVAL = float(os.environ.get("AEP_EXAMPLE_POLL_INTERVAL", "10"))
 
 with DAG(
     dag_id="indicative_segment_daily",
@@ -32,7 +36,7 @@ with DAG(
     export = IndicativeSegmentExportOperator(
         task_id="export_segment",
         segment="{{ params.segment }}",
-        poll_interval=10,  # exports usually finish within seconds
+        poll_interval=POLL_INTERVAL,
         job_timeout=timedelta(hours=6),  # large segments can take hours; the file then lives 48 h
     )
     land = ExportToAzureBlobOperator(

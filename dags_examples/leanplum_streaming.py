@@ -25,7 +25,8 @@ from airflow.sdk import DAG
 from airflow_export_providers.operators.leanplum import LeanplumStreamingExportOperator
 from airflow_export_providers.transfers.export_to_azure_blob import ExportToAzureBlobOperator
 
-POLL_INTERVAL = float(os.environ.get("LEANPLUM_POLL_INTERVAL", "60"))
+# Every example reads its poll interval from AEP_EXAMPLE_POLL_INTERVAL (seconds; see the README).
+POLL_INTERVAL = float(os.environ.get("AEP_EXAMPLE_POLL_INTERVAL", "60"))
 
 with DAG(
     dag_id="leanplum_streaming",

@@ -16,12 +16,16 @@ subscription, resource group, app collection, app), ``wasb_default``, ``aws_defa
 
 from __future__ import annotations
 
+import os
 from datetime import datetime, timedelta, timezone
 
 from airflow.sdk import DAG, CronDataIntervalTimetable
 
 from airflow_export_providers.operators.mobile_engagement import MobileEngagementExportOperator
 from airflow_export_providers.transfers.export_to_s3 import ExportToS3Operator
+
+# Every example reads its poll interval from AEP_EXAMPLE_POLL_INTERVAL (seconds; see the README).
+POLL_INTERVAL = float(os.environ.get("AEP_EXAMPLE_POLL_INTERVAL", "60"))
 
 with DAG(
     dag_id="mobile_engagement_daily_events",
@@ -41,7 +45,7 @@ with DAG(
         export_format="JsonBlob",
         wasb_conn_id="wasb_default",
         container="mobile-engagement-exports",
-        poll_interval=60,
+        poll_interval=POLL_INTERVAL,
         job_timeout=timedelta(hours=12),
     )
     copy_to_s3 = ExportToS3Operator(

@@ -9,7 +9,7 @@ A rerun with the same GUID replaces the objects. A purged snapshot (30 days afte
 fails the sensor with a clear message.
 
 Connections: ``mx_snapshots_default`` (client id / API key), ``aws_default``.
-``MX_SNAPSHOT_POKE_SECONDS`` (environment, default 900) sets how often the snapshot is checked.
+``AEP_EXAMPLE_POLL_INTERVAL`` (environment, seconds, default 900) sets how often the snapshot is checked.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ from airflow_export_providers.operators.mx import MxSnapshotOperator
 from airflow_export_providers.sensors.mx import MxSnapshotSensor
 from airflow_export_providers.transfers.export_to_s3 import ExportToS3Operator
 
-POKE_SECONDS = float(os.environ.get("MX_SNAPSHOT_POKE_SECONDS", "900"))
+# Every example reads its poll interval from AEP_EXAMPLE_POLL_INTERVAL (seconds; see the README).
+POKE_SECONDS = float(os.environ.get("AEP_EXAMPLE_POLL_INTERVAL", "900"))
 
 with DAG(
     dag_id="mx_snapshot",

@@ -20,12 +20,16 @@ Connections: ``pond_default`` (OAuth client id / secret), ``aws_default``.
 
 from __future__ import annotations
 
+import os
 from datetime import datetime, timedelta, timezone
 
 from airflow.sdk import DAG, CronDataIntervalTimetable
 
 from airflow_export_providers.operators.pond import PondSnapshotOperator
 from airflow_export_providers.transfers.export_to_s3 import ExportToS3Operator
+
+# Every example reads its poll interval from AEP_EXAMPLE_POLL_INTERVAL (seconds; see the README).
+POLL_INTERVAL = float(os.environ.get("AEP_EXAMPLE_POLL_INTERVAL", "60"))
 
 with DAG(
     dag_id="pond_daily_snapshot",
@@ -42,7 +46,7 @@ with DAG(
         task_id="snapshot",
         entity="event",
         # created_at_from / created_at_to default to the run's data interval
-        poll_interval=60,
+        poll_interval=POLL_INTERVAL,
         job_timeout=timedelta(hours=6),
     )
     land = ExportToS3Operator(

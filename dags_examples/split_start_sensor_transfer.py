@@ -21,6 +21,7 @@ See docs/split_flow.md.
 
 from __future__ import annotations
 
+import os
 from datetime import datetime, timedelta, timezone
 
 from airflow.sdk import DAG, CronDataIntervalTimetable
@@ -28,6 +29,9 @@ from airflow.sdk import DAG, CronDataIntervalTimetable
 from airflow_export_providers.operators.pond import PondSnapshotOperator
 from airflow_export_providers.sensors.pond import PondSnapshotSensor
 from airflow_export_providers.transfers.export_to_s3 import ExportToS3Operator
+
+# Every example reads its poll interval from AEP_EXAMPLE_POLL_INTERVAL (seconds; see the README).
+POLL_INTERVAL = float(os.environ.get("AEP_EXAMPLE_POLL_INTERVAL", "60"))
 
 with DAG(
     dag_id="split_start_sensor_transfer",
@@ -49,7 +53,7 @@ with DAG(
         task_id="wait_for_snapshot",
         snapshot=start.output,
         deferrable=True,
-        poke_interval=60,
+        poke_interval=POLL_INTERVAL,
         timeout=timedelta(hours=6).total_seconds(),
     )
     land = ExportToS3Operator(

@@ -381,7 +381,7 @@ def test_split_flow_start_sensor_land(lp: Any, airflow_db: Any, moto_s3: Any) ->
 def test_daily_example_dag_lands_the_pacific_day(lp: Any, airflow_db: Any, moto_s3: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     s3 = moto_s3.client()
     s3.create_bucket(Bucket="leanplum-exports")
-    monkeypatch.setenv("LEANPLUM_POLL_INTERVAL", "0.2")
+    monkeypatch.setenv("AEP_EXAMPLE_POLL_INTERVAL", "0.2")
     dag = load_dag("leanplum_daily_export.py")
     day = (datetime.now(PACIFIC) - timedelta(days=3)).replace(hour=0, minute=0, second=0, microsecond=0)
     # A run at the Pacific midnight ending the day (DST-safe: midnight of the next calendar date).
@@ -398,7 +398,7 @@ def test_daily_example_dag_lands_the_pacific_day(lp: Any, airflow_db: Any, moto_
 def test_streaming_example_dag_lands_in_azure_blob(
     lp: Any, airflow_db: Any, azurite: Any, wasb_conn: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("LEANPLUM_POLL_INTERVAL", "0.2")
+    monkeypatch.setenv("AEP_EXAMPLE_POLL_INTERVAL", "0.2")
     _clear_variables("leanplum_stream_watermark", "leanplum_stream_watermark.inflight")
     service = azurite.service()
     try:

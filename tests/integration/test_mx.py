@@ -474,7 +474,7 @@ def test_example_dag_waits_then_lands_every_resource_as_parquet(
 
     from tests.support.airflow import load_dag, run_dag, task_states, xcom
 
-    monkeypatch.setenv("MX_SNAPSHOT_POKE_SECONDS", "0.2")
+    monkeypatch.setenv("AEP_EXAMPLE_POLL_INTERVAL", "0.2")
     snap = make_snapshot(mx, ready_after=1.0, clock_on_first_request=True)
     s3 = moto_s3.client()
     s3.create_bucket(Bucket="mx-landing")
