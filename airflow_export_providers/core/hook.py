@@ -15,7 +15,7 @@ from typing import IO, Any, ClassVar, cast
 from urllib.parse import urlsplit
 
 import requests
-from airflow.sdk import BaseHook
+from airflow.providers.common.compat.sdk import BaseHook
 
 from airflow_export_providers.core.errors import ExportInputError, VendorHTTPError
 from airflow_export_providers.core.http import (
@@ -127,7 +127,10 @@ class ExportHook(BaseHook):
     async def aconnect(self) -> None:
         """Load the connection without blocking the event loop (used inside triggers)."""
         if self._conn is None:
-            self._set_conn(await self.aget_connection(self.conn_id))
+            from airflow.providers.common.compat.connection import get_async_connection
+
+            # aget_connection is missing on 3.0 and masks synchronously (a deadlock in the triggerer) before 3.3.2
+            self._set_conn(await get_async_connection(self.conn_id, hook=self))
 
     def _set_conn(self, conn: Any) -> None:
         register_secret(conn.password)

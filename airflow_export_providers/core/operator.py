@@ -6,9 +6,10 @@ import time
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from airflow.sdk import BaseOperator, conf
-from airflow.sdk.exceptions import AirflowException
+from airflow.providers.common.compat.sdk import AirflowException, conf
+from airflow.sdk import BaseOperator
 
+from airflow_export_providers.core import compat
 from airflow_export_providers.core.errors import ExportJobFailed, QuotaExceeded
 from airflow_export_providers.core.hook import ExportHook
 from airflow_export_providers.core.job import ExportJob, JobState
@@ -94,8 +95,9 @@ class ExportOperator(BaseOperator):
         return self._hook
 
     @staticmethod
-    def _store(context: Context) -> Any:
-        return context.get("task_state_store")
+    def _store(context: Context) -> compat.TaskState | None:
+        """``task_state_store`` (Airflow 3.3+) or, below 3.3, a Variable per task instance (core/compat.py)."""
+        return compat.task_state(context)
 
     def _deadline(self, context: Context, store: Any) -> float:
         deadline = store.get(DEADLINE_KEY) if store is not None else None
@@ -167,9 +169,7 @@ class ExportOperator(BaseOperator):
                     )
                 time.sleep(max(0.0, quota.retry_at - time.time()))
         if store is not None:
-            from airflow.sdk.execution_time.context import NEVER_EXPIRE
-
-            store.set(JOB_ID_KEY, job_id, retention=NEVER_EXPIRE)
+            store.set(JOB_ID_KEY, job_id, retention=compat.NEVER_EXPIRE)
         self.log.info("Submitted %s job %s", hook.vendor, job_id)
         return job_id
 

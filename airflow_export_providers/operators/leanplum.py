@@ -161,6 +161,9 @@ class _LeanplumOperatorBase(ExportOperator):
         """Direct-to-S3 parameters; the keys come from the AWS connection, never from DAG code."""
         if not self.s3_bucket_name:
             return {}
+        from airflow_export_providers.core.compat import require_extra
+
+        require_extra("amazon", "Leanplum's direct copy to S3 (s3_bucket_name)")
         from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 
         from airflow_export_providers.core.redact import register_secret
@@ -380,7 +383,7 @@ class LeanplumStreamingExportOperator(_LeanplumOperatorBase):
 
     # -- the range --
     def submit_job(self, hook: Any, context: Context) -> str:
-        from airflow.sdk.exceptions import AirflowSkipException
+        from airflow.providers.common.compat.sdk import AirflowSkipException
 
         stored, mark = self.read_mark()
         inflight = self.read_inflight()

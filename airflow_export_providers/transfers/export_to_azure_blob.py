@@ -11,6 +11,7 @@ import base64
 from collections.abc import Sequence
 from typing import Any
 
+from airflow_export_providers.core.compat import require_extra
 from airflow_export_providers.core.errors import ExportError
 from airflow_export_providers.core.landing import MiB, ObjectWriter, PartSender, Upload
 from airflow_export_providers.transfers.base import ExportTransferOperator
@@ -47,6 +48,7 @@ class AzureBlobWriter(ObjectWriter):
     @property
     def service(self) -> Any:
         if self._service is None:
+            require_extra("microsoft.azure", "The Azure Blob destination")
             from airflow.providers.microsoft.azure.hooks.wasb import WasbHook
 
             self._service = WasbHook(wasb_conn_id=self.wasb_conn_id).get_conn()
@@ -140,6 +142,7 @@ class ExportToAzureBlobOperator(ExportTransferOperator):
         decompress: bool = False,
         **kwargs: Any,
     ) -> None:
+        require_extra("microsoft.azure", type(self).__name__)
         super().__init__(export=export, prefix=prefix, convert=convert, decompress=decompress, **kwargs)
         self.container = container
         self.wasb_conn_id = wasb_conn_id

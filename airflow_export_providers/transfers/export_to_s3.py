@@ -11,6 +11,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+from airflow_export_providers.core.compat import require_extra
 from airflow_export_providers.core.errors import ExportError
 from airflow_export_providers.core.landing import MiB, ObjectWriter, PartSender, Upload
 from airflow_export_providers.core.redact import redact_text
@@ -53,6 +54,7 @@ class S3Writer(ObjectWriter):
     @property
     def client(self) -> Any:
         if self._client is None:
+            require_extra("amazon", "The S3 destination")
             from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
             self._client = S3Hook(aws_conn_id=self.aws_conn_id).get_conn()
@@ -179,6 +181,7 @@ class ExportToS3Operator(ExportTransferOperator):
         extra_args: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
+        require_extra("amazon", type(self).__name__)
         super().__init__(export=export, prefix=prefix, convert=convert, decompress=decompress, **kwargs)
         self.bucket = bucket
         self.aws_conn_id = aws_conn_id

@@ -17,8 +17,9 @@ import os
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from airflow.sdk import DAG, CronDataIntervalTimetable
+from airflow.sdk import DAG
 
+from airflow_export_providers.core.compat import CronDataIntervalTimetable
 from airflow_export_providers.core.errors import ExportError
 from airflow_export_providers.operators.indicative import IndicativeSegmentExportOperator
 from airflow_export_providers.operators.leanplum import LeanplumExportOperator

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from airflow.sdk.exceptions import TaskDeferred
+from airflow.providers.common.compat.sdk import TaskDeferred
 
 from airflow_export_providers.core.errors import ExportJobFailed
 from airflow_export_providers.core.job import ExportJob, JobState
