@@ -2,9 +2,11 @@
 
 The generic names that moved between Airflow versions (``BaseHook``, ``conf``, the exceptions) come
 from ``airflow.providers.common.compat.sdk``, as in the apache providers. This module adds only what
-that package does not cover:
+that package does not cover at the floor we declare (common-compat 1.12, the version Airflow 3.1
+deployments carry, so installing this package upgrades none of their providers):
 
-- ``CronDataIntervalTimetable``, which reached ``airflow.sdk`` after 3.0;
+- ``CronDataIntervalTimetable`` and ``mask_secret``, which reached ``airflow.sdk`` after 3.0;
+- :func:`get_async_connection` for the triggerer;
 - the store that keeps a submitted vendor job across the tries of a task instance:
   ``context["task_state_store"]`` on Airflow 3.3 and later, and below 3.3 one Airflow Variable per
   task instance (:class:`VariableTaskState`). XCom cannot stand in for it: Airflow deletes a task
@@ -32,6 +34,11 @@ except ImportError:  # Airflow 3.0: only the core class exists
     from airflow.timetables.interval import CronDataIntervalTimetable  # type: ignore[assignment,no-redef]
 
 try:
+    from airflow.sdk.log import mask_secret
+except ImportError:  # Airflow 3.0
+    from airflow.sdk.execution_time.secrets_masker import mask_secret  # type: ignore[no-redef]
+
+try:
     from airflow.sdk.execution_time.context import NEVER_EXPIRE
 
     HAS_TASK_STATE_STORE = True
@@ -46,6 +53,8 @@ __all__ = [
     "MissingExtraError",
     "TaskState",
     "VariableTaskState",
+    "get_async_connection",
+    "mask_secret",
     "require_extra",
     "task_state",
 ]
@@ -114,6 +123,23 @@ def require_extra(extra: str, user: str) -> None:
             return
         if not SpecifierSet(floor).contains(found, prereleases=True):
             raise MissingExtraError(extra, user, found)
+
+
+async def get_async_connection(hook: Any, conn_id: str) -> Any:
+    """A connection read from inside the triggerer's event loop, on every Airflow version.
+
+    ``BaseHook.aget_connection`` is missing on 3.0, and before 3.3.2 it masks the connection's
+    secrets with a synchronous call to the supervisor, which can deadlock the triggerer's loop
+    (``Connection.aextra_dejson`` came with the asynchronous masking). There the synchronous
+    lookup runs in a worker thread instead.
+    """
+    from airflow.providers.common.compat.sdk import Connection
+
+    if hasattr(hook, "aget_connection") and hasattr(Connection, "aextra_dejson"):
+        return await hook.aget_connection(conn_id)
+    from asgiref.sync import sync_to_async
+
+    return await sync_to_async(hook.get_connection)(conn_id)
 
 
 # ---- the store that survives a retry ----------------------------------------------------------------

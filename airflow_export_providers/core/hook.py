@@ -127,10 +127,9 @@ class ExportHook(BaseHook):
     async def aconnect(self) -> None:
         """Load the connection without blocking the event loop (used inside triggers)."""
         if self._conn is None:
-            from airflow.providers.common.compat.connection import get_async_connection
+            from airflow_export_providers.core.compat import get_async_connection
 
-            # aget_connection is missing on 3.0 and masks synchronously (a deadlock in the triggerer) before 3.3.2
-            self._set_conn(await get_async_connection(self.conn_id, hook=self))
+            self._set_conn(await get_async_connection(self, self.conn_id))
 
     def _set_conn(self, conn: Any) -> None:
         register_secret(conn.password)
