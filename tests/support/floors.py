@@ -7,9 +7,9 @@ dependencies and of every extra but ``test`` (``make constraints-floor`` feeds i
 from __future__ import annotations
 
 import re
-import tomllib
 from pathlib import Path
 
+import tomllib
 from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parents[2]
