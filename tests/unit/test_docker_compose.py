@@ -58,4 +58,5 @@ def test_dependencies_exist_and_images_are_pinned(compose: dict[str, Any]) -> No
 def test_dockerfile_installs_this_provider_with_the_pins() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert dockerfile.startswith("# ") and "FROM apache/airflow:3.3" in dockerfile
-    assert "-c /opt/provider/constraints.txt" in dockerfile and "/opt/provider[parquet]" in dockerfile
+    assert "-c /opt/provider/constraints.txt" in dockerfile and "/opt/provider[all]" in dockerfile
+    assert "LICENSE NOTICE" in dockerfile, "the build needs the license files pyproject.toml names"
