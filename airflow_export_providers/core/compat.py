@@ -111,7 +111,11 @@ def require_extra(extra: str, user: str) -> None:
     fails once, at parse time, with the pip line that fixes it (instead of a bare ModuleNotFoundError).
     """
     dist, module, _ = EXTRAS[extra]
-    if importlib.util.find_spec(module) is None:
+    try:
+        found_module = importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # a parent package is missing too (airflow.providers.microsoft)
+        found_module = False
+    if not found_module:
         raise MissingExtraError(extra, user)
     floor = _floor(extra, dist)
     if floor:

@@ -155,6 +155,22 @@ def test_missing_destination_provider_names_the_extra(monkeypatch: pytest.Monkey
     assert "ExportToS3Operator needs the Amazon provider (apache-airflow-providers-amazon)" in str(err.value)
 
 
+def test_missing_parent_package_is_a_missing_extra_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without any Azure provider even ``airflow.providers.microsoft`` is absent: find_spec raises, not None."""
+    real_find_spec = importlib.util.find_spec
+
+    def find_spec(name: str, *args: Any) -> Any:
+        if name.startswith("airflow.providers.microsoft"):
+            raise ModuleNotFoundError("No module named 'airflow.providers.microsoft'", name="airflow.providers.microsoft")
+        return real_find_spec(name, *args)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    from airflow_export_providers.transfers.export_to_azure_blob import ExportToAzureBlobOperator
+
+    with pytest.raises(compat.MissingExtraError, match=r"pip install 'airflow-export-providers\[microsoft.azure\]'"):
+        ExportToAzureBlobOperator(task_id="t", export={}, container="c")
+
+
 def test_too_old_provider_is_named_with_its_version(monkeypatch: pytest.MonkeyPatch) -> None:
     from importlib import metadata
 
