@@ -25,6 +25,8 @@ def _field(label: str, description: str = "", example: str | None = None, secret
         schema["format"] = "password"
     if example:
         schema["examples"] = [example]
+        if example not in description:  # the form shows descriptions as they are: the hint is visible at once
+            description = f"{description} (e.g. {example})" if description else f"e.g. {example}"
     field: dict[str, Any] = {"label": label, "schema": schema}
     if description:
         field["description"] = description
@@ -33,10 +35,10 @@ def _field(label: str, description: str = "", example: str | None = None, secret
 
 #: Extras every vendor connection understands (core/hook.py reads them), with their defaults as examples.
 COMMON_FIELDS: dict[str, dict[str, Any]] = {
-    "timeout": _field("Timeout (seconds)", "Read timeout of each vendor call", "60"),
-    "retry_max_attempts": _field("Retry: max attempts", "Attempts of a call on 429, 5xx and network errors", "5"),
-    "retry_backoff_base": _field("Retry: backoff base (seconds)", "First wait of the jittered exponential backoff; Retry-After wins", "1"),
-    "retry_backoff_max": _field("Retry: backoff max (seconds)", "Longest wait between two attempts", "60"),
+    "timeout": _field("Timeout (seconds)", "Read timeout of each vendor call; default 60", "60"),
+    "retry_max_attempts": _field("Retry: max attempts", "Attempts of a call on 429, 5xx and network errors; default 5", "5"),
+    "retry_backoff_base": _field("Retry: backoff base (seconds)", "First wait of the jittered exponential backoff (Retry-After wins); default 1", "1"),
+    "retry_backoff_max": _field("Retry: backoff max (seconds)", "Longest wait between two attempts; default 60", "60"),
     "ca_bundle": _field("CA bundle", "CA file for a private CA or a TLS-inspecting proxy; verification stays on", "/etc/ssl/certs/corp-ca.pem"),
 }
 
