@@ -28,10 +28,6 @@ def load_dag(file_name: str, dag_id: str | None = None, folder: str = "dags_exam
 
 def run_dag(dag: Any, logical_date: datetime | None = None, run_conf: dict[str, Any] | None = None) -> Any:
     """``dag.test()``: deferrable tasks run their trigger inline and resume, as in ``airflow dags test``."""
-    if not hasattr(dag, "test"):  # Airflow 3.0: only the scheduler's DAG class has test(), as `airflow dags test` does
-        from airflow.models.dag import DAG as SchedulerDAG
-
-        dag = SchedulerDAG.from_sdk_dag(dag)
     return dag.test(logical_date=logical_date, run_conf=run_conf)
 
 
