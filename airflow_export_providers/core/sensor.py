@@ -14,7 +14,7 @@ from airflow_export_providers.core.hook import ExportHook
 from airflow_export_providers.core.job import ExportJob, JobState
 from airflow_export_providers.core.operator import default_deferrable
 from airflow_export_providers.core.redact import redact_obj
-from airflow_export_providers.core.validate import MAX_POLL_INTERVAL, one_of, positive_duration, positive_seconds, strict_bool
+from airflow_export_providers.core.validate import one_of, poll_sleep, positive_duration, positive_seconds, strict_bool
 from airflow_export_providers.triggers.export_job import ExportJobTrigger
 
 if TYPE_CHECKING:
@@ -58,7 +58,7 @@ class ExportJobSensor(BaseSensorOperator):
     def _get_next_poke_interval(self, started_at: Any, run_duration: Any, poke_count: int) -> float:
         """Airflow's interval (with its backoff), but never longer than MAX_POLL_INTERVAL nor past the timeout."""
         interval = float(super()._get_next_poke_interval(started_at, run_duration, poke_count))
-        return max(0.0, min(interval, MAX_POLL_INTERVAL, self.timeout - run_duration()))
+        return poll_sleep(interval, deadline=self.timeout, now=run_duration())  # both counted from the sensor's start
 
     def job_ref(self) -> str:
         ref = getattr(self, self.job_ref_field)

@@ -12,7 +12,6 @@ nothing, and a trigger rebuilt from bad stored kwargs refuses them.
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
@@ -209,13 +208,9 @@ def test_an_invalid_engine_parameter_is_refused_when_the_task_is_built(stats: An
     assert stats() == before, "building a task must not call the vendor"
 
 
-@pytest.mark.parametrize("name", [*operators(), *sensors()])
+@pytest.mark.parametrize("name", [*operators()])
 def test_valid_engine_parameters_are_kept_as_seconds_and_timedeltas(name: str) -> None:
     """Control: the base arguments are valid, and a timedelta or an int becomes the documented type."""
-    if name.endswith("_sensor"):
-        sensor = _factory(name)(poke_interval=timedelta(seconds=2), timeout=timedelta(hours=1), mode="reschedule")
-        assert (sensor.poke_interval, sensor.timeout, sensor.mode) == (2.0, 3600.0, "reschedule")
-        return
     op = _factory(name)(poll_interval=timedelta(minutes=1), job_timeout=600, wait_for_completion=True, max_resubmits=0)
     assert op.poll_interval == 60.0 and op.job_timeout == timedelta(seconds=600) and op.max_resubmits == 0
     assert _factory(name)(poll_interval=1e-3, job_timeout=MAX_WAIT).poll_interval == 1e-3  # no floor: tests poll fast
@@ -264,10 +259,14 @@ def _status_reads(state: Any, job_id: str) -> int:
 @pytest.mark.timeout(60)
 def test_a_huge_poll_interval_still_sees_the_job_finish_in_the_worker(sandbox_state: Any, generic_conn: str,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    """poll_interval=1e6 s: the worker reads the status at least every MAX_POLL_INTERVAL (made short here)."""
+    """poll_interval=1e6 s: the worker reads the status at least every MAX_POLL_INTERVAL (made short here).
+
+    The deadline is an hour away, so without the cap the worker would sleep that hour (the test's
+    timeout ends it as a failure): only the cap lets it see the job finish.
+    """
     monkeypatch.setattr(validate, "MAX_POLL_INTERVAL", 0.2)
     sandbox_state.config["generic"] = {"pending_seconds": 0.3, "running_seconds": 0.3}
-    op = GenericExportOperator(task_id="huge_interval", deferrable=False, poll_interval=1e6, job_timeout=30)
+    op = GenericExportOperator(task_id="huge_interval", deferrable=False, poll_interval=1e6, job_timeout=3600)
     job = op.execute({})
     assert job["state"] == "SUCCESS"
     assert _status_reads(sandbox_state, job["job_id"]) >= 2, "it waited, read again and saw the job finish"
@@ -278,7 +277,7 @@ def test_a_huge_poll_interval_still_sees_the_job_finish_in_the_triggerer(sandbox
                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(validate, "MAX_POLL_INTERVAL", 0.2)
     job = sandbox_state.new_job("generic", {}, pending_seconds=0.3, running_seconds=0.3)
-    trigger = ExportJobTrigger(hook_class=HOOK, conn_id=generic_conn, job_id=job.job_id, poll_interval=1e6, deadline=time.time() + 30)
+    trigger = ExportJobTrigger(hook_class=HOOK, conn_id=generic_conn, job_id=job.job_id, poll_interval=1e6, deadline=time.time() + 3600)
 
     async def run() -> list[dict[str, Any]]:
         return [event.payload async for event in trigger.run()]
@@ -305,7 +304,7 @@ def test_a_sensor_with_a_huge_poke_interval_sees_the_job_finish(sandbox_state: A
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(validate, "MAX_POLL_INTERVAL", 0.2)
     job = sandbox_state.new_job("generic", {}, pending_seconds=0.3, running_seconds=0.3)
-    sensor = GenericJobSensor(task_id="wait", job_id=job.job_id, poke_interval=1e6, timeout=30, mode="poke", deferrable=False)
+    sensor = GenericJobSensor(task_id="wait", job_id=job.job_id, poke_interval=1e6, timeout=3600, mode="poke", deferrable=False)
     assert sensor.execute({})["state"] == "SUCCESS"
 
 
@@ -344,8 +343,3 @@ def test_a_trigger_refuses_bad_stored_kwargs(param: str) -> None:
 
     check()
 
-
-def test_a_valid_trigger_still_round_trips() -> None:
-    trigger = ExportJobTrigger(**TRIGGER_OK)
-    assert ExportJobTrigger(**trigger.serialize()[1]).serialize() == trigger.serialize()
-    assert math.isclose(ExportJobTrigger(**{**TRIGGER_OK, "poll_interval": 1e6}).poll_interval, 1e6)  # kept; only sleeps are capped
