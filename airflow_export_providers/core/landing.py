@@ -647,6 +647,8 @@ def stage_file(
     export first keeps memory bounded by one file's parts.
     """
     convert = validate_convert(convert)
+    if key is None:
+        object_key(prefix, file.name)  # a name that would leave the prefix is refused before the file is opened
     if file.checksum and (file.checksum_algorithm or "md5").lower() not in CHECKSUM_ALGORITHMS:
         raise ExportInputError(
             f"{file.name}: checksum_algorithm {file.checksum_algorithm!r} is not supported; accepted values: {', '.join(CHECKSUM_ALGORITHMS)}"

@@ -262,7 +262,7 @@ class ExportTransferOperator(BaseOperator):
         self.manifest_uri = landing.uri
         hooks: dict[str, ExportHook] = {}
         files = self.ordered(job.files)
-        self.log.info("Landing %d file(s) of %s job %s into %s", len(files), job.vendor, job.job_id, writer.uri(object_key(self.prefix, "")))
+        self.log.info("Landing %d file(s) of %s job %s into %s", len(files), job.vendor, job.job_id, writer.uri(f"{(self.prefix or '').strip('/')}/".lstrip("/")))
         try:
             landing.open()
             for file in files:

@@ -87,7 +87,8 @@ def blob_options(load_options: Any) -> dict[str, Any]:
 
 
 def _status(exc: Exception) -> tuple[str, int]:
-    return str(getattr(exc, "error_code", "") or ""), int(getattr(exc, "status_code", 0) or 0)
+    code = getattr(exc, "error_code", None)
+    return str(getattr(code, "value", code) or ""), int(getattr(exc, "status_code", 0) or 0)
 
 
 class AzureBlobWriter(ObjectWriter):
