@@ -46,7 +46,7 @@ def blob_options(load_options: Any) -> dict[str, Any]:
     (a ``ContentSettings`` or a dict of its fields), ``metadata``, ``tags``, ``standard_blob_tier``
     and ``encryption_scope``.
     """
-    from azure.storage.blob import ContentSettings
+    from azure.storage.blob import ContentSettings, StandardBlobTier
 
     if load_options is None:
         return {}
@@ -77,7 +77,7 @@ def blob_options(load_options: Any) -> dict[str, Any]:
         tier = getattr(tier, "value", tier)
         if tier not in BLOB_TIERS:
             raise ExportInputError(f"load_options.standard_blob_tier: {tier!r} not supported; accepted values: {', '.join(BLOB_TIERS)}")
-        out["standard_blob_tier"] = tier
+        out["standard_blob_tier"] = StandardBlobTier(tier)
     scope = load_options.get("encryption_scope")
     if scope is not None:
         if not isinstance(scope, str) or not scope.strip():
@@ -151,7 +151,9 @@ class AzureBlobWriter(ObjectWriter):
         from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
         from azure.storage.blob import ContentSettings
 
-        options = {**self.options, "content_settings": ContentSettings(content_type="application/json")}
+        # the manifest stays readable: JSON, and in the account's default tier even when the data is archived
+        options = {k: v for k, v in self.options.items() if k != "standard_blob_tier"}
+        options["content_settings"] = ContentSettings(content_type="application/json")
         condition: dict[str, Any] = (
             {"overwrite": True, "etag": expect, "match_condition": MatchConditions.IfNotModified} if expect is not None
             else {"overwrite": False}

@@ -159,7 +159,9 @@ class S3Writer(ObjectWriter):
 
     def put(self, key: str, data: bytes, *, expect: str | None) -> str:
         condition = {"IfMatch": expect} if expect is not None else {"IfNoneMatch": "*"}
-        args = {**self.extra_args, "ContentType": "application/json"}
+        # the manifest stays readable: JSON, and in the default storage class even when the data goes to Glacier
+        args = {k: v for k, v in self.extra_args.items() if k not in ("StorageClass", "ContentEncoding", "ContentDisposition")}
+        args["ContentType"] = "application/json"
         try:
             resp = self.client.put_object(Bucket=self.bucket, Key=key, Body=data, **args, **condition)
         except Exception as exc:
