@@ -53,13 +53,19 @@ def under(dest: Dest, prefix: str) -> dict[str, bytes]:
     return {k[len(prefix) + 1:]: dest.read(k) for k in dest.keys() if k.startswith(prefix + "/")}
 
 
+def only_part(manifest: dict[str, Any] | None) -> dict[str, Any]:
+    """The one part of a prefix a single landing task writes."""
+    assert manifest is not None and len(manifest["parts"]) == 1, manifest
+    return dict(next(iter(manifest["parts"].values())))
+
+
 def assert_exactly(dest: Dest, prefix: str, data: dict[str, bytes], others: dict[str, bytes] | None = None) -> None:
     """The prefix holds exactly ``data`` (+ objects we did not write) and a complete manifest listing it."""
     got = under(dest, prefix)
-    manifest = json.loads(got.pop(MANIFEST_NAME))
+    part = only_part(json.loads(got.pop(MANIFEST_NAME)))
     assert got == {**data, **(others or {})}
-    assert manifest["state"] == "complete" and manifest["garbage"] == []
-    listed = {f["key"]: f for f in manifest["files"]}
+    assert part["state"] == "complete" and part["garbage"] == []
+    listed = {f["key"]: f for f in part["files"]}
     assert set(listed) == {f"{prefix}/{name}" for name in data}
     for name, body in data.items():
         entry = listed[f"{prefix}/{name}"]
@@ -221,7 +227,7 @@ def test_two_landings_of_one_prefix_in_two_processes(files: Any, dest: Dest, sam
     else:
         assert len(winners) == 1, outcomes
         loser = next(run for run in sources if run not in winners)
-        assert "published this prefix while this landing ran" in outcomes[loser][1]
+        assert "published this task's export here while this landing ran" in outcomes[loser][1]
     assert_exactly(dest, prefix, sources[winners[0]])
 
 
@@ -260,8 +266,7 @@ def test_a_landing_waits_for_a_publish_in_progress_then_replaces_it(files: Any, 
     thread = threading.Thread(target=first_landing)
     thread.start()
     assert published.wait(60)
-    pending = dest.manifest(prefix)
-    assert pending is not None and pending["state"] == "pending"  # nothing reads as complete meanwhile
+    assert only_part(dest.manifest(prefix))["state"] == "pending"  # nothing reads as complete meanwhile
     waits: list[float] = []
 
     def sleep(seconds: float) -> None:
@@ -309,8 +314,8 @@ def test_an_unfinished_publish_is_taken_over_and_cleaned(files: Any, dest: Dest,
     dead = files_of(files, "export_1", [10, 20, 30], seed=11)
     by = {"dag_id": "d", "task_id": "t", "run_id": "r1", "map_index": -1, "try_number": 1}
     _die_while_publishing(dest, prefix, dead, by, lease=600)
-    left = dest.manifest(prefix)
-    assert left is not None and left["state"] == "pending"
+    left = only_part(dest.manifest(prefix))
+    assert left["state"] == "pending"
     assert f"{prefix}/{list(dead)[0]}" in dest.keys()  # its first file was published before it died
     new = files_of(files, "export_2", [40], seed=12)
     clock = Clock()
@@ -335,7 +340,7 @@ def test_an_unfinished_publish_is_taken_over_and_cleaned(files: Any, dest: Dest,
 def test_loser_of_a_race_to_an_identical_export_succeeds_without_writing(files: Any, dest: Dest) -> None:
     prefix = f"same/{uuid.uuid4().hex[:6]}"
     data = files_of(files, "export_1", [PART + 1, 10], seed=13)
-    loser = ExportLanding(dest.new_writer(), prefix, by={"dag_id": "d", "task_id": "t", "run_id": "r2", "map_index": -1})
+    loser = ExportLanding(dest.new_writer(), prefix, by={"dag_id": "contract", "task_id": "land", "run_id": "r2", "map_index": -1})
     loser.open()
     for name, body in data.items():
         loser.add(stage_file(FilesHook(), export_file(name, body), loser.writer, key=f"{prefix}/{name}"))
@@ -353,12 +358,12 @@ def test_loser_of_a_race_to_another_export_fails_cleanly(files: Any, dest: Dest)
     prefix = f"lose/{uuid.uuid4().hex[:6]}"
     mine = files_of(files, "export_1", [PART + 1, 10], seed=14)
     theirs = files_of(files, "export_2", [PART + 2], seed=15)
-    loser = ExportLanding(dest.new_writer(), prefix, by={"dag_id": "d", "task_id": "t", "run_id": "r1", "map_index": -1})
+    loser = ExportLanding(dest.new_writer(), prefix, by={"dag_id": "contract", "task_id": "land", "run_id": "r1", "map_index": -1})
     loser.open()
     for name, body in mine.items():
         loser.add(stage_file(FilesHook(), export_file(name, body), loser.writer, key=f"{prefix}/{name}"))
     land(dest, job_of("export_2", theirs), prefix, run_id="r2")
-    with pytest.raises(LandingConflict, match="run_id=r2.*published this prefix while this landing ran.*nothing of this landing"):
+    with pytest.raises(LandingConflict, match="run_id=r2.*published this task's export here while this landing ran.*nothing of this landing"):
         loser.commit()
     assert_exactly(dest, prefix, theirs)
 
@@ -384,3 +389,66 @@ def test_count_rows_off_lands_a_file_whose_vendor_count_means_something_else(fil
     wrong = {"events.jsonl": {**announced["events.jsonl"], "checksum": hashlib.md5(b"other").hexdigest()}}
     with pytest.raises(VerificationError, match="checksum: md5 expected"):
         land(dest, job_of("export_1", {"events.jsonl": body}, **wrong), prefix, count_rows=False)
+
+
+# ---- several landing tasks, one prefix -----------------------------------------------------------
+def test_mapped_tasks_landing_one_prefix_at_once_keep_each_others_files(files: Any, dest: Dest) -> None:
+    """Dynamic task mapping (one transfer per segment into the day's prefix), three OS processes at once.
+
+    Each map index owns a part of the manifest: none replaces another's files, all three succeed even
+    though they publish at the same moment; a re-run of one of them replaces only its own file.
+    """
+    prefix = f"segments/{uuid.uuid4().hex[:6]}/2026-03-03"
+    data = {i: {f"segment-{i}.csv": random_bytes(PART + i if i == 1 else 100 + i, seed=30 + i)} for i in range(3)}
+    for d in data.values():
+        files.files.update(d)
+    ctx = multiprocessing.get_context("spawn")
+    barrier, results = ctx.Barrier(3), ctx.Queue()
+    procs = [ctx.Process(target=land_in_process, args=(dest.kind, dest.name, job_of(f"export_{i}", data[i]), prefix, "run-1",
+                                                       barrier, results), kwargs={"task_id": "land_segment", "map_index": i})
+             for i in data]
+    for p in procs:
+        p.start()
+    outcomes = [results.get(timeout=240) for _ in procs]
+    for p in procs:
+        p.join(60)
+    assert sorted(o[1] for o in outcomes) == ["ok", "ok", "ok"], outcomes
+    everything = {name: body for d in data.values() for name, body in d.items()}
+    got = under(dest, prefix)
+    manifest = json.loads(got.pop(MANIFEST_NAME))
+    assert got == everything
+    parts = manifest["parts"]
+    assert sorted(parts) == [f"contract/land_segment[{i}]" for i in range(3)]
+    assert all(p["state"] == "complete" and len(p["files"]) == 1 for p in parts.values())
+    # a re-run of map index 1 with another file name replaces segment 1's file only
+    redo = {"segment-1-v2.csv": b"id\n1\n"}
+    files.files.update(redo)
+    ctx1 = task_context("run-2", task_id="land_segment")
+    ctx1["ti"].map_index = 1
+    make_transfer(dest.kind, dest.name, job_of("export_1b", redo), prefix).execute(ctx1)
+    got = under(dest, prefix)
+    got.pop(MANIFEST_NAME)
+    assert got == {**data[0], **redo, **data[2]}
+    assert dest.pending_uploads() == []
+
+
+def test_a_key_moves_to_the_task_that_landed_it_last(files: Any, dest: Dest) -> None:
+    """Two DAGs write one prefix and one key: the later owns it, and the earlier's re-run does not delete it."""
+    prefix = f"shared/{uuid.uuid4().hex[:6]}"
+    a = {"a-only.json": b"a1", "both.json": b"from a"}
+    b = {"both.json": b"from b"}
+    files.files.update({"a-only.json": a["a-only.json"]})
+    files.files["both.json"] = a["both.json"]
+    make_transfer(dest.kind, dest.name, job_of("export_a", a), prefix).execute(task_context("r1", dag_id="dag_a"))
+    files.files["both.json"] = b["both.json"]
+    make_transfer(dest.kind, dest.name, job_of("export_b", b), prefix).execute(task_context("r1", dag_id="dag_b"))
+    manifest = dest.manifest(prefix)
+    assert manifest is not None
+    owners = {pid: sorted(f["key"].rsplit("/", 1)[1] for f in p["files"]) for pid, p in manifest["parts"].items()}
+    assert owners == {"dag_a/land": ["a-only.json"], "dag_b/land": ["both.json"]}
+    redo = {"a-new.json": b"a2"}
+    files.files.update(redo)
+    make_transfer(dest.kind, dest.name, job_of("export_a2", redo), prefix).execute(task_context("r2", dag_id="dag_a"))
+    got = under(dest, prefix)
+    got.pop(MANIFEST_NAME)
+    assert got == {"a-new.json": b"a2", "both.json": b"from b"}, "dag_a's re-run removed its own old file, not dag_b's"

@@ -17,6 +17,7 @@ from tests.support.avro_samples import avro_gz
 from tests.support.files_hook import export_file, export_job, random_bytes, set_files_connection
 
 WM_VARIABLE = "landing_e2e_watermark"
+pytest_plugins = ("tests.support.destination_fixtures",)  # records the landing cells of docs/reliability.md
 
 
 @pytest.fixture
@@ -143,8 +144,10 @@ def _named_after_the_job(state: Any, job_id: str, sizes: list[int], seed: int) -
 
 
 def _manifest_of(objects: dict[str, bytes]) -> dict[str, Any]:
-    body = json.loads(objects.pop("_manifest.json"))
-    return dict(body)
+    """The one part of the manifest (one landing task writes the prefix), taken out of ``objects``."""
+    parts = json.loads(objects.pop("_manifest.json"))["parts"]
+    assert len(parts) == 1, parts
+    return dict(next(iter(parts.values())))
 
 
 def test_rerun_of_a_landed_day_leaves_one_copy_of_the_new_export(stack: Any, moto_s3: Any, azurite: Any) -> None:

@@ -32,7 +32,8 @@ def task_context(run_id: str, *, dag_id: str = "contract", task_id: str = "land"
     return {"ti": ti, "task_state_store": store}
 
 
-def land_in_process(kind: str, name: str, job: dict[str, Any], prefix: str, run_id: str, barrier: Any, results: Any) -> None:
+def land_in_process(kind: str, name: str, job: dict[str, Any], prefix: str, run_id: str, barrier: Any, results: Any,
+                    task_id: str = "land", map_index: int = -1) -> None:
     from airflow_export_providers.core import manifest
 
     claim = manifest.ExportLanding._claim
@@ -43,7 +44,9 @@ def land_in_process(kind: str, name: str, job: dict[str, Any], prefix: str, run_
 
     manifest.ExportLanding._claim = claim_together  # type: ignore[method-assign]
     try:
-        landed = make_transfer(kind, name, job, prefix).execute(task_context(run_id))
+        context = task_context(run_id, task_id=task_id)
+        context["ti"].map_index = map_index
+        landed = make_transfer(kind, name, job, prefix).execute(context)
         results.put((run_id, "ok", [x["uri"] for x in landed]))
     except manifest.LandingConflict as exc:
         results.put((run_id, "conflict", str(exc)))

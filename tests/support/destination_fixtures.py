@@ -38,3 +38,11 @@ def dest(request: pytest.FixtureRequest) -> Iterator[Dest]:
         request.getfixturevalue("wasb_conn")
         container = azurite.service().create_container(name)
         yield Dest("azure", name, AzureBlobWriter(name, "wasb_default", block_size=PART), container)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Record the outcome of the tests docs/reliability.md's landing cells name (tests/support/landing_matrix.py)."""
+    from tests.support import landing_matrix
+
+    if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
+        landing_matrix.record(report.nodeid, report.outcome)
