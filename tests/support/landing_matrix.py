@@ -38,6 +38,12 @@ CELLS: list[tuple[str, str, dict[str, list[str]], str]] = [
         d: [f"{ENGINE}test_a_second_landing_of_one_key_neither_kills_nor_mixes_with_the_first[{d}]"] for d in ("s3", "azure")},
      "S3: the first is not aborted and its later commit wins whole; Azure: the later commit fails (InvalidBlockList), "
      "the blob stays the other upload, never a mix"),
+    ("mapped", "mapped tasks land one prefix at the same moment (three OS processes)", {
+        d: [f"{CONTRACT}test_mapped_tasks_landing_one_prefix_at_once_keep_each_others_files[{d}]"] for d in ("s3", "azure")},
+     "all succeed, each keeps its own part; a re-run of one map index replaces only its file"),
+    ("shared-key", "two DAGs land one key in one prefix", {
+        d: [f"{CONTRACT}test_a_key_moves_to_the_task_that_landed_it_last[{d}]"] for d in ("s3", "azure")},
+     "the key belongs to the later; the earlier DAG's re-run does not delete it"),
     ("wait", "a landing starts while another task instance is publishing", {
         d: [f"{CONTRACT}test_a_landing_waits_for_a_publish_in_progress_then_replaces_it[{d}]"] for d in ("s3", "azure")}, ""),
     ("rerun", "re-run of a landed interval with fewer, differently named files", {
