@@ -19,7 +19,7 @@ def make_transfer(kind: str, name: str, job: dict[str, Any], prefix: str, **kwar
     from tests.support.destinations import PART
 
     kwargs.setdefault("part_size", PART)
-    kwargs.setdefault("asset_alias", False)
+    kwargs.setdefault("asset", False)
     if kind == "s3":
         return ExportToS3Operator(task_id="land", export=job, bucket=name, prefix=prefix, **kwargs)
     return ExportToAzureBlobOperator(task_id="land", export=job, container=name, prefix=prefix, **kwargs)
