@@ -444,11 +444,12 @@ def _leaf_text(e: Any, node: Node, *, csv: bool) -> Any:
         if not csv:
             return e
         return pl.when(e.is_null()).then(None).when(e).then(pl.lit("True")).otherwise(pl.lit("False"))  # str(True)
-    if leaf in ("string", "uuid"):
-        value = e.str.to_lowercase() if leaf == "uuid" else e  # fastavro returns uuid.UUID: canonical, lower case
+    if leaf in ("string", "uuid", "bytes", "fixed"):
+        if leaf in ("bytes", "fixed"):
+            value = e.bin.encode("base64")
+        else:
+            value = e.str.to_lowercase() if leaf == "uuid" else e  # fastavro returns uuid.UUID: canonical, lower case
         return pl.when(value == "").then(None).otherwise(value) if csv else value  # csv: an empty cell, unquoted
-    if leaf in ("bytes", "fixed"):
-        return e.bin.encode("base64")
     if leaf == "decimal":
         if node.scale > TEXT_DECIMAL_MAX_SCALE:
             raise Unsupported(f"a decimal of scale {node.scale} in text (Python spells small ones with an exponent)")
