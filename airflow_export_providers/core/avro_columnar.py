@@ -362,6 +362,8 @@ def _conform(arr: Any, node: Node, typ: Any) -> Any:
         keys = entries.field(0).cast(pa.string())
         items = _conform(entries.field(1), node.items, typ.item_type)
         return pa.MapArray.from_arrays(arr.offsets.cast(pa.int32()), keys, items, type=typ, mask=mask)
+    if node.leaf == "uuid":  # fastavro returns uuid.UUID, written canonical (lower case)
+        return pc.utf8_lower(arr).cast(typ)
     return arr.cast(typ)
 
 
