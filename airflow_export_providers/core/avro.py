@@ -506,14 +506,18 @@ def _convert_columnar(stream: Any, sink: BinarySink, convert: str, name: str, ba
         text = io.StringIO()
         csv.writer(text, lineterminator="\n").writerow(names)
         sink.write(text.getvalue().encode("utf-8"))
-    for records, blocks in groups:
+
+    def encode(blocks: list[bytes]) -> bytes:
         frame = columnar_reader.decode(header_bytes, blocks).select(exprs)
         out = io.BytesIO()
         if convert == "jsonl":
             frame.write_ndjson(out)
         else:
             frame.write_csv(out, include_header=False, line_terminator="\n", quote_style="necessary", null_value="")
-        sink.write(out.getvalue())
+        return out.getvalue()
+
+    for records, data in columnar_reader.ahead(groups, encode):
+        sink.write(data)
         count += records
     return count
 
@@ -528,9 +532,12 @@ def _columnar_parquet(groups: Iterator[tuple[int, list[bytes]]], header_bytes: b
     writer = pq.ParquetWriter(_SinkFile(sink), arrow, compression="snappy")
     pending: list[Any] = []
     held = count = 0
+
+    def decode(blocks: list[bytes]) -> Any:
+        return columnar_reader.conform_table(columnar_reader.decode(header_bytes, blocks).to_arrow(), root, arrow)
+
     try:
-        for records, blocks in groups:
-            table = columnar_reader.conform_table(columnar_reader.decode(header_bytes, blocks).to_arrow(), root, arrow)
+        for records, table in columnar_reader.ahead(groups, decode):
             pending.append(table)
             held += table.num_rows
             count += records

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -181,6 +183,29 @@ def block_groups(reader: _Buffered, header: Header, group_rows: int) -> Iterator
             blocks, records = [], 0
     if blocks:
         yield records, blocks
+
+
+def ahead(groups: Iterator[tuple[int, list[bytes]]], work: Callable[[list[bytes]], Any]) -> Iterator[tuple[int, Any]]:
+    """(records, ``work(blocks)``) for each group, the next group's work running in a thread meanwhile.
+
+    Decoding (polars) and writing (pyarrow, the upload) both release the GIL: while the caller writes
+    one group, the next one decodes. Reading the source stays in the caller's thread; at most two
+    groups are decoded at a time.
+    """
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="avro-decode") as pool:
+        pending: deque[tuple[int, Future[Any]]] = deque()
+        try:
+            for records, blocks in groups:
+                pending.append((records, pool.submit(work, blocks)))
+                if len(pending) > 1:
+                    records0, done = pending.popleft()
+                    yield records0, done.result()
+            while pending:
+                records0, done = pending.popleft()
+                yield records0, done.result()
+        finally:
+            for _, future in pending:
+                future.cancel()
 
 
 # ---- the plan: what polars reads, and how each column is shaped back -----------------------------
