@@ -156,7 +156,8 @@ def avro(args: dict[str, Any]) -> dict[str, Any]:
         fh: Any = gzip.open(raw, "rb") if args.get("inflate", "landing") == "stdlib" else _Inflate(raw, Path(path).name)
         if mode == "decode":
             records = 0
-            for _ in fastavro.reader(fh):
+            # _Inflate returns short reads, which fastavro takes for the end: read through full reads, as convert_avro does
+            for _ in fastavro.reader(fh) if isinstance(fh, gzip.GzipFile) else core_avro.open_avro(fh, "decode", path):
                 records += 1
         else:
             sink = _Discard()
@@ -235,7 +236,27 @@ async def _window(seconds: float, tick: float) -> tuple[list[float], list[int], 
 
 
 async def _triggers(args: dict[str, Any]) -> dict[str, Any]:
+    from airflow_export_providers.core import http as core_http
     from airflow_export_providers.triggers.export_job import ExportJobTrigger
+
+    # count every poll the triggers send and how it ended (each is one status read through the async client)
+    sent = {"sent": 0, "ok": 0, "failed": 0}
+    send = core_http.AsyncHttpClient.send
+
+    async def counted(self: Any, req: Any) -> Any:
+        sent["sent"] += 1
+        try:
+            resp = await send(self, req)
+        except asyncio.CancelledError:
+            sent["sent"] -= 1  # cut by the end of the window, not a failure
+            raise
+        except Exception:
+            sent["failed"] += 1
+            raise
+        sent["ok"] += 1
+        return resp
+
+    core_http.AsyncHttpClient.send = counted  # type: ignore[method-assign]
 
     tick = float(args.get("tick", 0.05))
     # baseline: the same loop and ticker with nothing else in it
@@ -261,6 +282,7 @@ async def _triggers(args: dict[str, Any]) -> dict[str, Any]:
     await asyncio.gather(*tasks, return_exceptions=True)
     return {
         "triggers": len(made), "events": len(events), "seconds": wall, "requests_before": polls_before,
+        "polls_sent": sent["sent"], "polls_ok": sent["ok"], "polls_failed": sent["failed"],
         "lag_p50": statistics.median(lags), "lag_p99": _pct(lags, 0.99), "lag_max": max(lags),
         "idle_lag_p50": statistics.median(idle_lags), "idle_lag_p99": _pct(idle_lags, 0.99),
         "cpu_share": cpu / wall, "idle_cpu_share": idle_cpu / idle_wall,

@@ -223,12 +223,13 @@ class _Inflate:
         self.backend = backend or gunzip.BACKEND
         self._d = gunzip.new_member(self.backend)
         self._buf = b""
+        self._pos = 0  # bytes of _buf already returned (small reads never copy the rest of the buffer)
         self._pending = b""
         self._eof = False
         self._started = False
 
     def _fill(self) -> None:
-        while not self._buf and not self._eof:
+        while self._pos >= len(self._buf) and not self._eof:
             if self._d.needs_input:
                 if self._pending:
                     data, self._pending = self._pending, b""
@@ -252,16 +253,18 @@ class _Inflate:
                 self._pending = self._d.unused_data + self._pending
                 self._d = gunzip.new_member(self.backend)  # the next member, if any
                 self._started = False
-            self._buf = out
+            self._buf, self._pos = out, 0
 
     def read(self, n: int = CHUNK) -> bytes:
         if n is None or n < 0:
             n = CHUNK
         self._fill()
-        if len(self._buf) <= n:
-            out, self._buf = self._buf, b""
-        else:
-            out, self._buf = self._buf[:n], self._buf[n:]
+        buf, pos = self._buf, self._pos
+        if pos == 0 and len(buf) <= n:
+            self._buf = b""
+            return buf
+        out = buf[pos : pos + n]
+        self._pos = pos + len(out)
         return out
 
 
