@@ -82,7 +82,8 @@ class _Buffered:
     def read(self, n: int) -> bytes:
         if not self._fill(n):
             raise VerificationError("the Avro file is truncated")
-        out = bytes(self.buf[self.pos : self.pos + n])
+        with memoryview(self.buf) as view:
+            out = bytes(view[self.pos : self.pos + n])  # one copy (a bytearray slice would make two)
         self.pos += n
         return out
 
@@ -164,19 +165,19 @@ def read_header(reader: _Buffered) -> Header:
 
 
 def block_groups(reader: _Buffered, header: Header, group_rows: int) -> Iterator[tuple[int, list[bytes]]]:
-    """(records, the encoded blocks) for groups of whole blocks holding at least ``group_rows`` records."""
+    """(records, the encoded blocks' pieces) for groups of whole blocks holding at least ``group_rows`` records."""
     blocks: list[bytes] = []
     records = 0
     while not reader.at_eof():
         count, size = reader.varint(), reader.varint()
         if count < 0 or size < 0:
             raise VerificationError(f"not valid Avro: a block announces {count} records in {size} bytes")
-        data = reader.read(size)
-        if reader.read(SYNC_SIZE) != header.sync:
+        body = reader.read(size + SYNC_SIZE)  # the block's data and its sync marker, copied once
+        if body[size:] != header.sync:
             raise VerificationError("not valid Avro: a block does not end with the file's sync marker")
         if count == 0:
             continue
-        blocks.append(_zigzag(count) + _zigzag(size) + data + header.sync)
+        blocks += (_zigzag(count) + _zigzag(size), body)  # joined once, behind the header, by decode()
         records += count
         if records >= group_rows:
             yield records, blocks

@@ -27,6 +27,7 @@ from airflow_export_providers.core import avro, avro_columnar
 from airflow_export_providers.core.errors import VerificationError
 from airflow_export_providers.sandbox.mx import EVOLVED_FIELD, SCHEMAS, _Generator
 from tests.support.avro_samples import SCHEMA_V1, SCHEMA_V2, avro_bytes, record
+from tests.support.streams import Chunked
 
 UTC = dt.timezone.utc
 
@@ -371,28 +372,16 @@ def test_default_reads_columnar(monkeypatch: pytest.MonkeyPatch) -> None:
     assert n == 500 and len(calls) >= 4  # groups of whole blocks (about 100 records each), not one read of the file
 
 
-class Trickle:
-    """A stream that returns at most ``size`` bytes a read (network, inflate)."""
-
-    def __init__(self, data: bytes, size: int) -> None:
-        self.data, self.size, self.pos = data, size, 0
-
-    def read(self, n: int = -1) -> bytes:
-        out = self.data[self.pos: self.pos + min(n if n > 0 else self.size, self.size)]
-        self.pos += len(out)
-        return out
-
-
 def test_short_reads_and_large_headers() -> None:
     schema = {**SCHEMA_V2, "doc": "x" * 5000}  # a header larger than one read
     records = [record(i, v2=True) for i in range(300)]
     data = write_avro(schema, records)
     a, b = Sink(), Sink()
-    avro.convert_avro(Trickle(data, 333), a, "parquet", columnar=False)
-    avro.convert_avro(Trickle(data, 333), b, "parquet", columnar=True)
+    avro.convert_avro(Chunked(data, 333), a, "parquet", columnar=False)
+    avro.convert_avro(Chunked(data, 333), b, "parquet", columnar=True)
     assert pq.read_table(io.BytesIO(b.buf.getvalue())).equals(pq.read_table(io.BytesIO(a.buf.getvalue())))
     fallback = Sink()  # the map column sends JSONL row by row: the replay must start at byte 0
-    assert avro.convert_avro(Trickle(data, 333), fallback, "jsonl") == 300
+    assert avro.convert_avro(Chunked(data, 333), fallback, "jsonl") == 300
     assert len(fallback.buf.getvalue().splitlines()) == 300
 
 

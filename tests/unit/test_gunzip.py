@@ -12,18 +12,9 @@ import pytest
 from airflow_export_providers.core import gunzip
 from airflow_export_providers.core.errors import VerificationError
 from airflow_export_providers.core.landing import CHUNK, MiB, _Inflate
+from tests.support.streams import Chunked
 
 BACKENDS = ["isal", "zlib"]
-
-
-class Chunked:
-    def __init__(self, data: bytes, size: int) -> None:
-        self.data, self.size, self.pos = data, size, 0
-
-    def read(self, n: int = -1) -> bytes:
-        out = self.data[self.pos: self.pos + min(n if n > 0 else self.size, self.size)]
-        self.pos += len(out)
-        return out
 
 
 def inflate(data: bytes, backend: str, chunk: int = 65536, read: int = 1 << 16) -> bytes:
