@@ -46,11 +46,12 @@ def test_clients_share_the_loop_pool_and_close_it_last(sandbox: Any, sandbox_sta
     assert open_until_last and closed and users == 0
 
 
-def _connections_to(port: int) -> int:
+def _connections_to(port: int) -> set[int]:
+    """Local ports of this process's open connections to ``port`` (other tests may have left some)."""
     import psutil
 
-    return sum(1 for c in psutil.Process().net_connections(kind="tcp")
-               if c.raddr and c.raddr.port == port and c.status == psutil.CONN_ESTABLISHED)
+    return {c.laddr.port for c in psutil.Process().net_connections(kind="tcp")
+            if c.raddr and c.raddr.port == port and c.status == psutil.CONN_ESTABLISHED}
 
 
 def test_pool_reuses_connections_across_clients(sandbox: Any, sandbox_state: Any) -> None:
@@ -60,17 +61,18 @@ def test_pool_reuses_connections_across_clients(sandbox: Any, sandbox_state: Any
     url = f"{sandbox.url}/generic/jobs/{job.job_id}"
     port = int(sandbox.url.rsplit(":", 1)[1].split("/")[0])
 
-    async def go() -> int:
+    async def go() -> set[int]:
+        before = _connections_to(port)
         clients = [AsyncHttpClient("generic", auth=Token(token)) for _ in range(10)]
         try:
             for c in clients:
                 assert (await c.json(Request("GET", url)))["state"] == "SUCCESS"
-            return _connections_to(port)
+            return _connections_to(port) - before
         finally:
             for c in clients:
                 await c.close()
 
-    assert asyncio.run(go()) == 1
+    assert len(asyncio.run(go())) == 1  # one new connection for the ten clients
 
 
 def test_a_wrong_token_stays_with_its_client(sandbox: Any, sandbox_state: Any) -> None:
