@@ -13,7 +13,6 @@ import argparse
 import datetime as dt
 import gzip
 import json
-import math
 import os
 import platform
 import shutil
@@ -406,17 +405,18 @@ def trigger_case(b: Bench, count: int, seconds: float, interval: float) -> None:
     r = b.worker("triggers", {"job_ids": job_ids, "seconds": seconds, "interval": interval, "idle_seconds": 10,
                               "requests_before": before}, timeout=seconds + 300)
     polls = session.get(f"{b.sandbox.url}/_sandbox/stats", timeout=30).json()["requests"] - before
-    # each trigger's first poll comes at a random moment of its first interval, then one every interval (plus
-    # the answer's time): at least 1 + floor((window - interval) / interval) polls each, about window / interval
+    # each trigger's first poll comes at a random moment of its first interval, then one every interval plus the
+    # answer's time: about window / interval polls each. Served = every poll sent was answered (none failed, all
+    # reached the sandbox) and the cadence held (at least 98 % of window / interval per trigger)
     window = r["seconds"]
-    least = count * (1 + max(0, math.floor((window - interval) / interval - 1e-9)))
     typical = round(count * window / interval)
     note = (f"{count} triggers, {interval:g} s interval, {window:.0f} s window: {r['polls_sent']} polls sent, "
-            f"{r['polls_ok']} answered, {r['polls_failed']} failed, {polls} requests reached the sandbox; "
-            f"at least {least} expected (about {typical}); {r['events']} events (jobs outlast the window)")
-    served = r["polls_failed"] == 0 and r["polls_ok"] == r["polls_sent"] and polls >= r["polls_sent"] >= least
-    b.add(Case("P4", "polls answered in the window", "", [float(r["polls_ok"])], "least expected:", [float(least)],
-               "every one", served, r["polls_ok"] / max(least, 1), note=note))
+            f"{r['polls_ok']} answered, {r['polls_failed']} failed, {polls} requests reached the sandbox, "
+            f"about {typical} expected; {r['events']} events (jobs outlast the window)")
+    served = (r["polls_failed"] == 0 and r["polls_ok"] == r["polls_sent"] and polls >= r["polls_sent"]
+              and r["polls_sent"] >= 0.98 * typical)
+    b.add(Case("P4", "polls answered in the window", "", [float(r["polls_ok"])], "polls sent:", [float(r["polls_sent"])],
+               "every one", served, r["polls_ok"] / max(r["polls_sent"], 1), note=note))
     b.add(Case("P4", "event-loop lag p99", "s", [r["lag_p99"]], "idle loop p99:", [r["idle_lag_p99"]], "< 0.2 s",
                r["lag_p99"] < 0.2, r["lag_p99"] / max(r["idle_lag_p99"], 1e-6), note=note))
     b.add(Case("P4", "event-loop lag p50", "s", [r["lag_p50"]], "idle loop p50:", [r["idle_lag_p50"]], "–", None,
