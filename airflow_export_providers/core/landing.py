@@ -4,7 +4,7 @@ The pipeline for one file, pulled from the consuming end so that nothing holds m
 
     ResumableReader (hook.open_file + Range resumes)
       -> _Tap (size, checksum, progress; raw bytes to the upload when landing as-is)
-        -> _Inflate (gzip, streaming zlib) when the source is gzip and something needs plain bytes
+        -> _Inflate (gzip, streaming ISA-L or zlib) when the source is gzip and something needs plain bytes
           -> line counter (csv/jsonl rows) | Avro block counter | Avro converter | decompressed upload
 
 Writers (one per destination, each beside its transfer operator in ``transfers/``) stage the bytes
@@ -23,7 +23,6 @@ import logging
 import math
 import socket
 import time
-import zlib
 from abc import ABC, abstractmethod
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -33,7 +32,7 @@ from typing import Any, Protocol
 import requests
 import urllib3.exceptions
 
-from airflow_export_providers.core import avro
+from airflow_export_providers.core import avro, gunzip
 from airflow_export_providers.core.errors import (
     ExportError,
     ExportInputError,
@@ -212,51 +211,61 @@ class _Tap:
 
 
 class _Inflate:
-    """Streaming gunzip (zlib, wbits=31) of a byte stream, multi-member aware, as a readable stream.
+    """Streaming gunzip of a byte stream, multi-member aware, as a readable stream.
 
-    Output per step is capped (``max_length``), so a small, highly compressed chunk cannot blow up
-    into a large buffer.
+    ISA-L inflates when ``isal`` is installed, zlib otherwise (core/gunzip.py; same bytes out).
+    Output per step is capped (``CHUNK``), so a small, highly compressed chunk cannot blow up into
+    a large buffer.
     """
 
-    def __init__(self, source: Any, name: str) -> None:
+    def __init__(self, source: Any, name: str, backend: str | None = None) -> None:
         self.source = source
         self.name = name
-        self._z = zlib.decompressobj(wbits=31)
+        self.backend = backend or gunzip.BACKEND
+        self._d = gunzip.new_member(self.backend)
         self._buf = b""
+        self._pos = 0  # bytes of _buf already returned (small reads never copy the rest of the buffer)
         self._pending = b""
         self._eof = False
         self._started = False
 
     def _fill(self) -> None:
-        while not self._buf and not self._eof:
-            if self._pending:
-                data, self._pending = self._pending, b""
+        while self._pos >= len(self._buf) and not self._eof:
+            if self._d.needs_input:
+                if self._pending:
+                    data, self._pending = self._pending, b""
+                else:
+                    data = self.source.read(CHUNK)
+                if not data:
+                    self._eof = True
+                    if self._started:
+                        raise VerificationError(f"{self.name}: the gzip stream is truncated")
+                    return
+                if not self._started and not data.strip(b"\x00"):
+                    continue  # zero padding after the last member
+                self._started = True
             else:
-                data = self.source.read(CHUNK)
-            if not data:
-                self._eof = True
-                if self._started:
-                    raise VerificationError(f"{self.name}: the gzip stream is truncated")
-                return
-            if not self._started and not data.strip(b"\x00"):
-                continue  # zero padding after the last member
-            self._started = True
+                data = b""  # output still inside the inflater: drain it first
             try:
-                out = self._z.decompress(data, CHUNK)
-            except zlib.error as exc:
+                out = self._d.decompress(data, CHUNK)
+            except gunzip.ERRORS as exc:
                 raise VerificationError(f"{self.name}: not valid gzip ({exc})") from None
-            self._pending = self._z.unconsumed_tail
-            if self._z.eof:
-                self._pending = self._z.unused_data + self._pending
-                self._z = zlib.decompressobj(wbits=31)  # the next member, if any
+            if self._d.eof:
+                self._pending = self._d.unused_data + self._pending
+                self._d = gunzip.new_member(self.backend)  # the next member, if any
                 self._started = False
-            self._buf += out
+            self._buf, self._pos = out, 0
 
     def read(self, n: int = CHUNK) -> bytes:
         if n is None or n < 0:
             n = CHUNK
         self._fill()
-        out, self._buf = self._buf[:n], self._buf[n:]
+        buf, pos = self._buf, self._pos
+        if pos == 0 and len(buf) <= n:
+            self._buf = b""
+            return buf
+        out = buf[pos : pos + n]
+        self._pos = pos + len(out)
         return out
 
 
