@@ -124,10 +124,11 @@ def test_guid_that_vanishes_while_deferred_ends_the_trigger_with_the_404_message
 def test_snapshot_guid_is_validated_before_any_call(mx: Any, guid: Any) -> None:
     since = len(mx.requests)
     for task in (
-        MxSnapshotOperator(task_id="files", snapshot_guid=guid, deferrable=False, poll_interval=0.2),
-        MxSnapshotOperator(task_id="files", snapshot_guid=guid, deferrable=True, poll_interval=0.2),
-        MxSnapshotSensor(task_id="wait", snapshot_guid=guid, deferrable=False, poke_interval=0.2),
-        MxSnapshotSensor(task_id="wait", snapshot_guid=guid, deferrable=True, poke_interval=0.2),
+        # short timeouts only so that code which sends the GUID and waits ends with the wrong error
+        MxSnapshotOperator(task_id="files", snapshot_guid=guid, deferrable=False, poll_interval=0.2, job_timeout=1),
+        MxSnapshotOperator(task_id="files", snapshot_guid=guid, deferrable=True, poll_interval=0.2, job_timeout=1),
+        MxSnapshotSensor(task_id="wait", snapshot_guid=guid, deferrable=False, poke_interval=0.2, timeout=1),
+        MxSnapshotSensor(task_id="wait", snapshot_guid=guid, deferrable=True, poke_interval=0.2, timeout=1),
     ):
         with pytest.raises(ExportInputError, match=r"^snapshot_guid: .*CSS-1234") as err:
             task.execute({})  # type: ignore[arg-type]
