@@ -129,3 +129,64 @@ def test_an_s3_refusal_of_a_presigned_link_is_not_called_a_scope_problem() -> No
     message = PondHook.describe_error(PondHook.__new__(PondHook), 403, body)
     assert message == "the presigned download link was refused by S3: AccessDenied: Request has expired"
     assert "scope" not in message
+
+
+# ---- CSV row counts: records, not newlines ---------------------------------------------------------
+def _records(text: str) -> int:
+    """What Python's csv module reads: the ground truth for a record count (header included)."""
+    import csv
+    import io
+
+    return sum(1 for _ in csv.reader(io.StringIO(text, newline="")))
+
+
+def _counted(data: bytes, chunk: int) -> int:
+    from airflow_export_providers.core.landing import _CsvRecordCounter
+
+    counter = _CsvRecordCounter()
+    for start in range(0, len(data), chunk):
+        counter.update(data[start:start + chunk])
+    return counter.lines()
+
+
+FIELDS = ["plain", "with, comma", "multi\nline", 'a "quoted" word', "", "\r\n", '"', "ends with newline\n", "é ünïcode"]
+
+
+def test_csv_rows_are_records_even_with_newlines_inside_quoted_fields() -> None:
+    import csv
+    import io
+
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\r\n")
+    writer.writerow(["event_id", "note"])
+    writer.writerows([[str(i), FIELDS[i % len(FIELDS)]] for i in range(50)])
+    data = buf.getvalue().encode()
+    assert data.count(b"\n") > 51, "the sample really has newlines inside fields"
+    for chunk in (1, 2, 3, 5, 64, 1 << 20):  # a chunk may end inside a field, between "" or \r and \n
+        assert _counted(data, chunk) == 51, chunk
+
+
+def test_csv_record_count_matches_the_csv_module_on_any_file() -> None:
+    import csv
+    import io
+
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    # no bare \r in generated text: csv.writer leaves it unquoted with a \n terminator, and a bare \r
+    # ending a record is not CSV (the counter, like RFC 4180, ends records at newlines only)
+    text = st.text(alphabet=st.characters(blacklist_characters="\r"), max_size=6)
+    rows = st.lists(st.lists(st.sampled_from(FIELDS) | text, min_size=1, max_size=4), max_size=12)
+
+    @settings(max_examples=300, deadline=None)
+    @given(rows=rows, terminator=st.sampled_from(["\n", "\r\n"]), strip_last=st.booleans(),
+           chunk=st.integers(min_value=1, max_value=40))
+    def check(rows: list[list[str]], terminator: str, strip_last: bool, chunk: int) -> None:
+        buf = io.StringIO()
+        csv.writer(buf, lineterminator=terminator).writerows(rows)
+        text = buf.getvalue()
+        if strip_last and text.endswith(terminator):
+            text = text[: -len(terminator)]  # a last record without its newline still counts
+        assert _counted(text.encode(), chunk) == _records(text)
+
+    check()
