@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
@@ -81,7 +81,7 @@ class ExportJobTrigger(BaseTrigger):
             await polls.aclose()
         yield event
 
-    async def _poll(self) -> AsyncIterator[TriggerEvent]:
+    async def _poll(self) -> AsyncGenerator[TriggerEvent, None]:
         from airflow_export_providers.core.job import JobState
 
         hook = import_hook(self.hook_class)(conn_id=self.conn_id, **self.hook_kwargs)
