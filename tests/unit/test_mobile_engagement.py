@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -145,7 +145,23 @@ def test_blob_prefix_template(hook: MobileEngagementHook) -> None:
     assert "blob_prefix" in str(err.value)
 
 
+def test_blob_prefix_from_the_connection_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    job = ExportJob("mobile_engagement", "me_unit", "abc", JobState.SUCCESS, extra={"exportType": "Event"})
+    conn = json.loads(json.dumps(CONN))
+    conn["extra"]["blob_prefix"] = "exports/{export_type}/{task_id}/"
+    set_connection(monkeypatch, "me_prefix", conn)
+    assert MobileEngagementHook("me_prefix").task_prefix(job) == "exports/Event/abc/"
+    assert MobileEngagementHook("me_prefix", blob_prefix="{task_id}-").task_prefix(job) == "abc-", "the argument wins"
+
+
+@pytest.mark.parametrize("value", [0, -1, 0.0, timedelta(0), timedelta(minutes=-5), "4h", True])
+def test_non_positive_sas_lifetime_is_refused_by_name(value: Any) -> None:
+    task = MobileEngagementExportOperator(task_id="t", kind="tags", container="c", sas_lifetime=value)
+    with pytest.raises(ExportInputError, match=r"^sas_lifetime: .* is not a positive duration"):
+        task.validate({})  # type: ignore[arg-type]
+
+
 def test_hook_kwargs_are_primitives_without_secrets(hook: MobileEngagementHook) -> None:
     kwargs = hook.hook_kwargs()
-    assert kwargs == {"wasb_conn_id": "wasb_default", "container": "c", "blob_prefix": "{task_id}/"}
+    assert kwargs == {"wasb_conn_id": "wasb_default", "container": "c", "blob_prefix": None}  # None: extra, else default
     assert json.loads(json.dumps(kwargs)) == kwargs
