@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_export_providers.core.errors import ExportInputError
 from airflow_export_providers.core.hook import ExportHook
+from airflow_export_providers.core.interval import context_interval
 from airflow_export_providers.core.operator import ExportOperator
 from airflow_export_providers.hooks.mobile_engagement import (
     CAMPAIGN_TYPES,
@@ -123,7 +124,9 @@ class MobileEngagementExportOperator(ExportOperator):
     :param export_start_date: first day (YYYY-MM-DD) of a historical export; defaults to the day the
         data interval starts. (Named so because ``start_date`` is the task's own Airflow start date.)
     :param export_end_date: last day (YYYY-MM-DD, inclusive) of a historical export; defaults to the last
-        day inside the data interval (the same day for a daily DAG).
+        day inside the data interval (the same day for a daily DAG). A run without a data interval
+        (triggered by hand without a logical date) or with a zero-length one exports the last
+        complete UTC day before it.
     :param export_format: ``JsonBlob`` (default) or ``CsvBlob``.
     :param wasb_conn_id: Azure Blob connection the container SAS is derived from (account key or an
         Azure AD identity that may ask for a user delegation key).
@@ -199,14 +202,10 @@ class MobileEngagementExportOperator(ExportOperator):
             )
 
     def _interval_dates(self, context: Context) -> tuple[str, str]:
-        start = context.get("data_interval_start")
-        end = context.get("data_interval_end")
-        if start is None or end is None:
-            raise ExportInputError(
-                "export_start_date: not given and this run has no data interval to take it from; pass export_start_date "
-                "and export_end_date (YYYY-MM-DD)"
-            )
-        last = end - timedelta(microseconds=1) if end > start else start
+        """The days of the data interval; without one (a run triggered without a logical date, or a
+        zero-length interval), the last complete UTC day before the run."""
+        start, end = context_interval(context)
+        last = end - timedelta(microseconds=1)
         return start.date().isoformat(), last.date().isoformat()
 
     def build_fields(self, context: Context) -> tuple[str, dict[str, Any]]:

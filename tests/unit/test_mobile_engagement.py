@@ -65,14 +65,19 @@ def test_dates_timestamps_and_campaign_ids_are_normalised() -> None:
             _as_campaign_ids(bad)
 
 
-def test_daily_interval_exports_one_day_and_a_manual_run_its_own_day() -> None:
+def test_daily_interval_exports_one_day_and_a_run_without_one_the_last_complete_day() -> None:
+    from types import SimpleNamespace
+
     task = MobileEngagementExportOperator(task_id="t", kind="sessions", container="c")
     _, fields = task.build_fields({"data_interval_start": datetime(2026, 5, 1, tzinfo=timezone.utc),
                                    "data_interval_end": datetime(2026, 5, 2, tzinfo=timezone.utc)})
     assert (fields["startDate"], fields["endDate"]) == ("2026-05-01", "2026-05-01")
-    same = datetime(2026, 5, 3, 12, tzinfo=timezone.utc)
+    same = datetime(2026, 5, 3, 12, tzinfo=timezone.utc)  # zero-length: the day that ended last, not the running one
     _, fields = task.build_fields({"data_interval_start": same, "data_interval_end": same})
-    assert (fields["startDate"], fields["endDate"]) == ("2026-05-03", "2026-05-03")
+    assert (fields["startDate"], fields["endDate"]) == ("2026-05-02", "2026-05-02")
+    # triggered by hand without a logical date: no data interval, the run's run_after decides
+    _, fields = task.build_fields({"dag_run": SimpleNamespace(run_after=datetime(2026, 5, 3, 0, 5, tzinfo=timezone.utc))})  # type: ignore[typeddict-item]
+    assert (fields["startDate"], fields["endDate"]) == ("2026-05-02", "2026-05-02")
     weekly = MobileEngagementExportOperator(task_id="w", kind="events", container="c")
     _, fields = weekly.build_fields({"data_interval_start": datetime(2026, 5, 4, tzinfo=timezone.utc),
                                      "data_interval_end": datetime(2026, 5, 11, tzinfo=timezone.utc)})

@@ -39,12 +39,26 @@ def test_bad_timestamps_name_the_field(value: Any, message: str) -> None:
         pond_timestamp(value, "created_at_to")
 
 
-def test_operator_refuses_bad_entity_and_empty_range() -> None:
+def test_operator_refuses_bad_entity() -> None:
     with pytest.raises(ExportInputError, match="entity"):
         PondSnapshotOperator(task_id="t", entity="Event; drop", created_at_from="2019-03-13T18:00:00Z",
                              created_at_to="2019-03-28T18:00:00Z").validate({})  # type: ignore[arg-type]
-    with pytest.raises(ExportInputError, match="no data_interval_start"):
-        PondSnapshotOperator(task_id="t").validate({})  # type: ignore[arg-type]
+
+
+def test_a_run_without_a_data_interval_snapshots_the_last_complete_day() -> None:
+    """A Trigger-button run (no logical date, no data interval) or a zero-length interval: the UTC day
+    that ended last before the run, taken from the run's run_after (the same for every try)."""
+    from types import SimpleNamespace
+
+    op = PondSnapshotOperator(task_id="t")
+    run = SimpleNamespace(run_after=pendulum.datetime(2026, 3, 14, 9, 30, tz="UTC"))
+    day = ("2026-03-13T00:00:00.000Z", "2026-03-14T00:00:00.000Z")
+    assert op._range({"dag_run": run}) == day  # type: ignore[typeddict-item]
+    instant = pendulum.datetime(2026, 3, 14, 0, 0, tz="UTC")  # a cron trigger timetable's zero-length interval
+    assert op._range({"data_interval_start": instant, "data_interval_end": instant}) == day  # type: ignore[typeddict-item]
+    interval = {"data_interval_start": pendulum.datetime(2026, 3, 1, tz="UTC"), "data_interval_end": pendulum.datetime(2026, 3, 2, tz="UTC")}
+    assert op._range(interval) == ("2026-03-01T00:00:00.000Z", "2026-03-02T00:00:00.000Z")  # type: ignore[arg-type]
+    op.validate({"dag_run": run})  # type: ignore[typeddict-item]
 
 
 def test_snapshot_id_from_href_or_bare_id() -> None:
