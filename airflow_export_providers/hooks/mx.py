@@ -324,7 +324,7 @@ class MxSnapshotsHook(ExportHook):
                 key = usual[0]
             else:
                 fields = ", ".join(repr(k) for k in payload) or "none"
-                why = f"several lists ({', '.join(map(repr, lists))})" if lists else "no list of file entries"
+                why = f"several lists ({', '.join(map(repr, lists))})" if lists else "no list of file entries (such as 'files')"
                 raise VendorHTTPError(
                     VENDOR, 200,
                     f"listing: the answer has {why} (fields: {fields}); name the key of the file entries in the "
