@@ -67,8 +67,13 @@ def last_complete_day(moment: datetime) -> str:
     return (moment.astimezone(timezone.utc) - timedelta(days=1)).date().isoformat()
 
 
+def data_keys(keys: Any) -> list[str]:
+    """The landed data objects (not the landing's manifest, where the landing writes one)."""
+    return sorted(k for k in keys if not k.endswith("/_manifest.json"))
+
+
 def s3_keys(moto_s3: Any, bucket: str, prefix: str) -> list[str]:
-    return sorted(o["Key"] for o in moto_s3.client().list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", []))
+    return data_keys(o["Key"] for o in moto_s3.client().list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", []))
 
 
 @pytest.mark.parametrize("example", EXAMPLES)
@@ -105,7 +110,7 @@ def test_example_succeeds_when_triggered_without_a_logical_date(
         prefix = f"mobile_engagement/events/{day}/"
         assert len(s3_keys(moto_s3, "analytics-landing", prefix)) == len(job["files"]) == 2
     elif example == "indicative_segment_daily.py":
-        blobs = [b.name for b in azurite.service().get_container_client("indicative").list_blobs(name_starts_with=f"segments/{today}/")]
+        blobs = data_keys(b.name for b in azurite.service().get_container_client("indicative").list_blobs(name_starts_with=f"segments/{today}/"))
         assert blobs == [f"segments/{today}/recent-registrants-82200474.csv"]
     elif example == "indicative_dynamic_segments.py":
         from airflow_export_providers.sandbox import indicative as ind
