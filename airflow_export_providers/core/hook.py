@@ -7,6 +7,7 @@ re-signing of expired links and Range resumes live here.
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import ipaddress
 import logging
@@ -32,6 +33,8 @@ log = logging.getLogger(__name__)
 
 LINK_EXPIRED_STATUSES = (400, 403)
 DEFAULT_TIMEOUT = 60.0
+#: Extras every hook reads (see ``timeout``, ``retry_policy``, ``verify``).
+ENGINE_EXTRAS = ("timeout", "retry_max_attempts", "retry_backoff_base", "retry_backoff_max", "ca_bundle")
 
 
 def is_loopback(host: str | None) -> bool:
@@ -98,6 +101,9 @@ class ExportHook(BaseHook):
     default_host: ClassVar[str] = ""
     # Secret-bearing extras that must be registered with the masker when the connection is read.
     secret_extras: ClassVar[tuple[str, ...]] = ()
+    # The vendor's own extras (besides ENGINE_EXTRAS): any other extra is named in a warning, since a
+    # misspelt one is otherwise silently ignored. None: the vendor does not declare them (no check).
+    known_extras: ClassVar[tuple[str, ...] | None] = None
 
     def __init__(
         self,
@@ -136,6 +142,19 @@ class ExportHook(BaseHook):
         for key in self.secret_extras:
             register_secret(self.extras_of(conn).get(key))
         self._conn = conn
+        self._warn_unknown_extras(self.extras_of(conn))
+
+    def _warn_unknown_extras(self, extras: dict[str, Any]) -> None:
+        if self.known_extras is None:
+            return
+        known = (*self.known_extras, *ENGINE_EXTRAS)
+        unknown = sorted(k for k in extras if k not in known)
+        if unknown:
+            hints = [f"{k!r} (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(k, known, n=1)) else repr(k) for k in unknown]
+            log.warning(
+                "%s: connection extra(s) %s are not read by the %s hook and are ignored; known extras: %s",
+                self.conn_id, ", ".join(hints), self.vendor, ", ".join(known),
+            )
 
     @staticmethod
     def extras_of(conn: Any) -> dict[str, Any]:

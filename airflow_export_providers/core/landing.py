@@ -5,7 +5,8 @@ The pipeline for one file, pulled from the consuming end so that nothing holds m
     ResumableReader (hook.open_file + Range resumes)
       -> _Tap (size, checksum, progress; raw bytes to the upload when landing as-is)
         -> _Inflate (gzip, streaming ISA-L or zlib) when the source is gzip and something needs plain bytes
-          -> line counter (csv/jsonl rows) | Avro block counter | Avro converter | decompressed upload
+          -> CSV record counter (csv rows) | line counter (jsonl rows) | Avro block counter | Avro converter
+             | decompressed upload
 
 Writers (one per destination, each beside its transfer operator in ``transfers/``) stage the bytes
 where no reader can see them (S3 multipart parts, Azure uncommitted blocks); ``stage_file`` leaves a
@@ -287,6 +288,43 @@ class _LineCounter:
         if not self.any:
             return 0
         return self.newlines + (0 if self.last == b"\n" else 1)
+
+
+#: Every byte but the quote and the newline: deleted to leave what decides where a CSV record ends.
+_CSV_NOISE = bytes(b for b in range(256) if b not in (0x22, 0x0A))
+
+
+class _CsvRecordCounter:
+    """Counts CSV records (RFC 4180), streaming: a newline inside a quoted field ends no record.
+
+    Per chunk, only quotes and newlines are kept (``bytes.translate``); adjacent quote pairs are
+    dropped (an empty field ``""``, an escaped quote, a field without newlines: none changes the
+    quoting state); the few quotes left split the chunk into outside / inside pieces, and only the
+    outside newlines are counted. All in C-level bytes operations, one chunk in memory. Every
+    newline outside quotes ends a record (blank lines too, as in a line count); a bare ``\r`` does not.
+    """
+
+    def __init__(self) -> None:
+        self.ends = 0  # newlines outside quotes so far
+        self.quoted = False  # inside a quoted field at the end of the data so far
+        self.pending = False  # a record started after the last record end
+
+    def update(self, data: bytes) -> None:
+        if not data:
+            return
+        marks = data.translate(None, _CSV_NOISE).replace(b'""', b"")
+        if b'"' not in marks:
+            if not self.quoted:
+                self.ends += len(marks)  # only newlines are left
+        else:
+            pieces = marks.split(b'"')
+            self.ends += sum(len(piece) for piece in pieces[1 if self.quoted else 0::2])
+            self.quoted ^= (len(pieces) - 1) % 2 == 1
+        self.pending = self.quoted or data[-1:] != b"\n"
+
+    def lines(self) -> int:
+        """Records seen (the header included), a last record without a newline too."""
+        return self.ends + (1 if self.pending else 0)
 
 
 class _Passthrough:
@@ -697,7 +735,7 @@ def stage_file(
                     raise VerificationError(f"{file.name}: rows: row_format is 'avro' but the file is not Avro (starts with {head4!r})")
                 rows = avro.count_avro_records(plain)
             else:
-                counter = _LineCounter()
+                counter = _CsvRecordCounter() if row_format == "csv" else _LineCounter()
                 while True:
                     data = plain.read(CHUNK)
                     if not data:

@@ -12,7 +12,9 @@
 - Records follow the export record schema (deviceEvents, session, job, push, token, ...).
 
 Settings in ``state.config["mobile_engagement"]``: token_lifetime (s), pending_seconds,
-running_seconds, fail_next, parts (blobs per task), devices, records (per device), aad_host.
+running_seconds, fail_next, parts (blobs per task), devices, records (per device), aad_host,
+blob_prefix (where a task's blobs go, a template with ``{task_id}`` and ``{export_type}``; default
+``{task_id}/``: the real service's layout is not public, so a test can put them elsewhere).
 """
 
 from __future__ import annotations
@@ -552,7 +554,9 @@ async def _write_blobs(job: SandboxJob, cfg: dict[str, Any]) -> None:
         size = -(-len(records) // parts)
         for index in range(parts):
             data = render_part(kind, fmt, records[index * size:(index + 1) * size])
-            name = f"{job.job_id}/{export_type}-{index:05d}.{ext}"
+            # Where the real service puts a task's blobs is not public: the layout is a setting.
+            prefix = str(cfg.get("blob_prefix", "{task_id}/")).format(task_id=job.job_id, export_type=EXPORT_TYPES[kind])
+            name = f"{prefix}{export_type}-{index:05d}.{ext}"
             put_headers = {
                 **headers, "x-ms-blob-type": "BlockBlob",
                 "Content-Type": "application/json" if ext == "json" else "text/csv",

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
@@ -82,6 +82,17 @@ class ExportJobTrigger(BaseTrigger):
         return bool(job.state.is_final)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        # The event leaves only after the polling generator is closed, i.e. after the hook closed
+        # its aiohttp sessions: a consumer that stops at the first event (dag.test, a triggerer
+        # cancelling the trigger) would otherwise leave them to garbage collection, unclosed.
+        polls = self._poll()
+        try:
+            event = await anext(polls)
+        finally:
+            await polls.aclose()
+        yield event
+
+    async def _poll(self) -> AsyncGenerator[TriggerEvent, None]:
         from airflow_export_providers.core.job import JobState
 
         hook = import_hook(self.hook_class)(conn_id=self.conn_id, **self.hook_kwargs)
