@@ -28,7 +28,7 @@ from airflow_export_providers.core.landing import (
     validate_convert,
 )
 from airflow_export_providers.core.redact import redact_text
-from airflow_export_providers.core.watermark import commit_watermark
+from airflow_export_providers.core.watermark import check_unmoved, commit_watermark
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -177,6 +177,7 @@ class ExportTransferOperator(BaseOperator):
     # ---- run ---------------------------------------------------------------------------------
     def execute(self, context: Context) -> list[dict[str, Any]]:
         job = self.validate()
+        check_unmoved(job.watermark)  # before anything is written: another run may have landed this range
         writer = self._writer = self.make_writer()
         hooks: dict[str, ExportHook] = {}
         self.landed = []
