@@ -408,24 +408,24 @@ def c_streaming_watermark(c: Cell) -> None:
     first = run_dag(dag, run_conf={"variable": var, "bucket": "lp-stream", "initial": start})
     assert task_states(first) == {"export": "success", "land": "success"}
     kept = ExportJob.from_dict(xcom(first, "export")).extra["end_time"]
-    assert mark() == {"value": kept}
+    assert mark()["value"] == kept
     time.sleep(1.1)
     failed = run_dag(dag, run_conf={"variable": var, "bucket": "no-such-bucket-fault-matrix", "initial": start})
     assert task_states(failed) == {"export": "success", "land": "failed"}
     lost = ExportJob.from_dict(xcom(failed, "export"))
-    assert lost.extra["start_time"] == kept + 1
-    assert mark() == {"value": kept}, "the watermark did not move"
+    assert lost.extra["start_time"] == kept  # startTime = the last endTime, exactly
+    assert mark()["value"] == kept, "the watermark did not move"
     time.sleep(1.1)
     again = run_dag(dag, run_conf={"variable": var, "bucket": "lp-stream", "initial": start})
     assert task_states(again) == {"export": "success", "land": "success"}
     redo = ExportJob.from_dict(xcom(again, "export"))
-    assert redo.extra["start_time"] == kept + 1 and redo.job_id != lost.job_id, "the same range, exported again"
-    assert mark() == {"value": redo.extra["end_time"]}
+    assert redo.extra["start_time"] == kept and redo.job_id != lost.job_id, "the same range, exported again"
+    assert mark()["value"] == redo.extra["end_time"]
     objects = s3.list_objects_v2(Bucket="lp-stream", Prefix=f"{var}/{again.run_id}/").get("Contents", [])
     landed = {o["Key"].rsplit("/", 1)[-1]: s3.get_object(Bucket="lp-stream", Key=o["Key"])["Body"].read() for o in objects}
     data = c.state.jobs[redo.job_id].data
     assert landed == {f.name: data["files"][data["order"][int(f.key)]] for f in redo.files}, "byte for byte, once"
-    lost_range = {s["sessionId"] for _a, s in lp_sandbox.source(c.state).sessions_between(kept + 1, lost.extra["end_time"])}
+    lost_range = {s["sessionId"] for _a, s in lp_sandbox.source(c.state).sessions_between(kept, lost.extra["end_time"])}
     sessions = {json.loads(line)["sessionId"] for body in landed.values() for line in body.splitlines() if line.strip()}
     assert lost_range and lost_range <= sessions, "what the failed run lost landed in the next one"
     c.note = ("the leanplum_stream_test DAG (tests/dags/leanplum_flows.py), as in "
