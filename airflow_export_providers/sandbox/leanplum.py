@@ -494,14 +494,15 @@ def _job_gone(state: SandboxState, job: SandboxJob | None, now: float) -> bool:
 
 async def _export_barrier(state: SandboxState) -> None:
     """Test hook ``config["leanplum"]["export_barrier"] = n``: hold exportData answers until n requests
-    arrived (at most 45 s, within a client's read timeout), so n overlapping runs really submit at once."""
+    arrived (at most ``export_barrier_timeout``, 45 s: within a client's read timeout), so n overlapping
+    runs really submit at once."""
     cfg = state.vendor_config(VENDOR)
     want = int(cfg.get("export_barrier") or 0)
     if want <= 1:
         return
     vs = _vstate(state)
     vs["barrier_arrived"] = int(vs.get("barrier_arrived", 0)) + 1
-    deadline = time.time() + 45
+    deadline = time.time() + float(cfg.get("export_barrier_timeout") or 45)
     while vs["barrier_arrived"] < want and time.time() < deadline:
         await asyncio.sleep(0.05)
 

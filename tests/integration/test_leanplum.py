@@ -279,6 +279,7 @@ def _truth(lp: Any, start: float, end: float) -> list[dict[str, Any]]:
     return answer.json()["sessions"]  # type: ignore[no-any-return]
 
 
+@pytest.mark.timeout(900)  # six dag runs
 @pytest.mark.parametrize("window", ["half-open", "inclusive"])
 def test_a_chain_of_streaming_runs_lands_the_ground_truth(lp: Any, airflow_db: Any, moto_s3: Any, window: str) -> None:
     """Six chained runs, one with a FAILED Leanplum job and one whose landing fails half-way: every session
@@ -301,6 +302,7 @@ def test_a_chain_of_streaming_runs_lands_the_ground_truth(lp: Any, airflow_db: A
     conf = {"variable": var, "bucket": bucket, "initial": initial}
     plan = ["ok", "failed_job", "ok", "failed_landing", "ok", "ok"]
     boundaries: list[int] = []
+    starts: list[tuple[int, int]] = []  # (startTime asked, the endTime it should continue from)
     partial: set[str] = set()
     for step in plan:
         before = lp.submissions[VENDOR]
@@ -314,7 +316,7 @@ def test_a_chain_of_streaming_runs_lands_the_ground_truth(lp: Any, airflow_db: A
         if fault is not None:
             lp.clear_faults()
         job = ExportJob.from_dict(xcom(run, "export"))
-        assert job.extra["start_time"] == (initial if mark_before is None else mark_before)  # startTime = last endTime
+        starts.append((job.extra["start_time"], initial if mark_before is None else mark_before))
         if step == "failed_landing":
             assert task_states(run) == {"export": "success", "land": "failed"}
             assert _mark(var) == mark_before  # nothing committed
@@ -322,7 +324,7 @@ def test_a_chain_of_streaming_runs_lands_the_ground_truth(lp: Any, airflow_db: A
             continue
         assert task_states(run) == {"export": "success", "land": "success"}, step
         assert lp.submissions[VENDOR] == before + (2 if step == "failed_job" else 1)
-        assert _variable(var) == {"value": job.extra["end_time"], "job_id": job.job_id}
+        assert _mark(var) == job.extra["end_time"]  # committed after landing
         boundaries.append(job.extra["end_time"])
     final = boundaries[-1]
     truth = _truth(lp, initial, final)
@@ -350,6 +352,7 @@ def test_a_chain_of_streaming_runs_lands_the_ground_truth(lp: Any, airflow_db: A
     assert all(n <= (sid in partial) + (sid in at_boundary and window == "inclusive") for sid, n in duplicates.items())
     if window == "inclusive":  # a session at an inner boundary is exported by both neighbours
         assert {s["sessionId"] for s in truth if s["availableAt"] in boundaries[:-1]} <= set(duplicates)
+    assert all(asked == last_end for asked, last_end in starts)  # startTime = the last endTime, exactly
 
 
 def test_failed_landing_keeps_the_watermark_and_the_next_run_re_exports(lp: Any, airflow_db: Any, moto_s3: Any) -> None:
@@ -425,12 +428,23 @@ def test_streaming_resumes_the_export_in_flight(lp: Any, airflow_db: Any, moto_s
 
 
 def test_quota_refusal_defers_then_succeeds_in_airflow(lp: Any, airflow_db: Any) -> None:
+    import threading
+
     cfg = lp.vendor_config(VENDOR)
-    cfg.update(quota_per_day=1, quota_window_seconds=8)  # still used up when the run (a few seconds later) submits
-    LeanplumHook().submit(start_date=day_ago(1))
+    cfg.update(quota_per_day=0)  # used up until the run has been refused once
     refused_before = lp.vendor[VENDOR].get("refusals", 0)
     before = lp.submissions[VENDOR]
+
+    def free_the_quota_after_a_refusal() -> None:
+        deadline = time.time() + 120
+        while lp.vendor[VENDOR].get("refusals", 0) == refused_before and time.time() < deadline:
+            time.sleep(0.1)
+        cfg["quota_per_day"] = 24
+
+    waiter = threading.Thread(target=free_the_quota_after_a_refusal, daemon=True)
+    waiter.start()
     run = run_dag(load_dag("leanplum_flows.py", "leanplum_quota_test", folder="tests/dags"), run_conf={"day": day_ago(1)})
+    waiter.join(5)
     assert task_states(run) == {"export": "success"}
     assert lp.submissions[VENDOR] == before + 1
     assert lp.vendor[VENDOR]["refusals"] > refused_before  # it was refused first, then waited
@@ -708,6 +722,7 @@ print("RESULT " + json.dumps({"run_id": run.run_id, "states": task_states(run), 
 """
 
 
+@pytest.mark.timeout(900)  # two Airflow processes on a shared 2-core machine
 def test_two_overlapping_streaming_runs_land_the_range_once(lp: Any, airflow_db: Any, moto_s3: Any) -> None:
     """Two processes run the streaming DAG at once (as ``airflow dags test`` beside a scheduled run does,
     which max_active_runs does not stop); the sandbox holds both submits until both arrived, so both
@@ -725,7 +740,7 @@ def test_two_overlapping_streaming_runs_land_the_range_once(lp: Any, airflow_db:
     var = "lp_stream_overlap_processes"
     _clear_variables(var, f"{var}.inflight")
     cfg = lp.vendor_config(VENDOR)
-    cfg.update(export_barrier=2, pending_seconds=1.5, running_seconds=1.5)
+    cfg.update(export_barrier=2, export_barrier_timeout=240, pending_seconds=1.5, running_seconds=1.5)
     lp.vendor[VENDOR]["barrier_arrived"] = 0
     initial = int(time.time()) - 20
     conf = json.dumps({"variable": var, "bucket": bucket, "initial": initial})
@@ -734,6 +749,10 @@ def test_two_overlapping_streaming_runs_land_the_range_once(lp: Any, airflow_db:
 
     # the same Fernet key as this process, which reads the Variables the runs write
     env = {**os.environ, "PYTHONPATH": str(root), "AIRFLOW__CORE__FERNET_KEY": airflow_conf.get("core", "fernet_key", fallback="")}
+    # the first submit waits in the barrier while the second process starts (slow on a busy machine)
+    leanplum_conn = json.loads(os.environ["AIRFLOW_CONN_LEANPLUM_DEFAULT"])
+    leanplum_conn["extra"] = {**leanplum_conn.get("extra", {}), "timeout": 300}
+    env["AIRFLOW_CONN_LEANPLUM_DEFAULT"] = json.dumps(leanplum_conn)
     before = lp.submissions[VENDOR]
 
     def start(n: int) -> subprocess.Popen[str]:
@@ -750,7 +769,7 @@ def test_two_overlapping_streaming_runs_land_the_range_once(lp: Any, airflow_db:
     procs.append(start(1))
     results = []
     for proc in procs:
-        out, _ = proc.communicate(timeout=300)
+        out, _ = proc.communicate(timeout=600)
         lines = [line for line in out.splitlines() if line.startswith("RESULT ")]
         assert proc.returncode == 0 and lines, f"run process failed (exit {proc.returncode}): {out[-3000:]}"
         results.append(json.loads(lines[-1][len("RESULT "):]))
