@@ -711,68 +711,23 @@ def test_an_unrecognised_refusal_fails_with_the_vendor_words(lp: Any) -> None:
 
 
 # ---- overlapping streaming runs ------------------------------------------------------------------------
-# dag.test() replaces an existing run of the same logical date: each process gets its own.
-_RUN_ONE = """
-import json, sys
-from datetime import datetime
-from tests.support.airflow import load_dag, run_dag, task_states, xcom
-run = run_dag(load_dag("leanplum_flows.py", "leanplum_stream_test", folder="tests/dags"),
-              logical_date=datetime.fromisoformat(sys.argv[2]), run_conf=json.loads(sys.argv[1]))
-print("RESULT " + json.dumps({"run_id": run.run_id, "states": task_states(run), "export": xcom(run, "export")}))
-"""
-
-
 @pytest.mark.timeout(900)  # two Airflow processes on a shared 2-core machine
 def test_two_overlapping_streaming_runs_land_the_range_once(lp: Any, airflow_db: Any, moto_s3: Any) -> None:
     """Two processes run the streaming DAG at once (as ``airflow dags test`` beside a scheduled run does,
     which max_active_runs does not stop); the sandbox holds both submits until both arrived, so both
     really export the same range. Exactly one run lands and commits; the other refuses before writing."""
-    import os
-    import subprocess
-    import sys
     from collections import Counter
-    from datetime import timezone
-    from pathlib import Path
+
+    from tests.support.leanplum_overlap import run_two_overlapping
 
     s3 = moto_s3.client()
     bucket = "lp-overlap"
     s3.create_bucket(Bucket=bucket)
     var = "lp_stream_overlap_processes"
     _clear_variables(var, f"{var}.inflight")
-    cfg = lp.vendor_config(VENDOR)
-    cfg.update(export_barrier=2, export_barrier_timeout=240, pending_seconds=1.5, running_seconds=1.5)
-    lp.vendor[VENDOR]["barrier_arrived"] = 0
     initial = int(time.time()) - 20
-    conf = json.dumps({"variable": var, "bucket": bucket, "initial": initial})
-    root = Path(__file__).resolve().parents[2]
-    from airflow.configuration import conf as airflow_conf
-
-    # the same Fernet key as this process, which reads the Variables the runs write
-    env = {**os.environ, "PYTHONPATH": str(root), "AIRFLOW__CORE__FERNET_KEY": airflow_conf.get("core", "fernet_key", fallback="")}
-    # the first submit waits in the barrier while the second process starts (slow on a busy machine)
-    leanplum_conn = json.loads(os.environ["AIRFLOW_CONN_LEANPLUM_DEFAULT"])
-    leanplum_conn["extra"] = {**leanplum_conn.get("extra", {}), "timeout": 300}
-    env["AIRFLOW_CONN_LEANPLUM_DEFAULT"] = json.dumps(leanplum_conn)
     before = lp.submissions[VENDOR]
-
-    def start(n: int) -> subprocess.Popen[str]:
-        logical = datetime(2026, 6, 1 + n, tzinfo=timezone.utc).isoformat()  # after the DAG start_date
-        return subprocess.Popen([sys.executable, "-c", _RUN_ONE, conf, logical], cwd=root, env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-    # The second process starts once the first one is inside its submit (held by the barrier), so the
-    # two dag.test() set-ups do not write SQLite at the same time; the runs themselves overlap fully.
-    procs = [start(0)]
-    deadline = time.time() + 120
-    while lp.vendor[VENDOR]["barrier_arrived"] < 1 and procs[0].poll() is None and time.time() < deadline:
-        time.sleep(0.1)
-    procs.append(start(1))
-    results = []
-    for proc in procs:
-        out, _ = proc.communicate(timeout=600)
-        lines = [line for line in out.splitlines() if line.startswith("RESULT ")]
-        assert proc.returncode == 0 and lines, f"run process failed (exit {proc.returncode}): {out[-3000:]}"
-        results.append(json.loads(lines[-1][len("RESULT "):]))
+    results = run_two_overlapping(lp, var, bucket, initial)
     assert lp.submissions[VENDOR] == before + 2, "both runs really exported (the overlap happened)"
     jobs = [ExportJob.from_dict(r["export"]) for r in results]
     assert all(j.extra["start_time"] == initial for j in jobs)  # the same range, twice
