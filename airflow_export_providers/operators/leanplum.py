@@ -207,8 +207,9 @@ class LeanplumExportOperator(_LeanplumOperatorBase):
     :param export_start_date: first Pacific day, YYYYMMDD (templated).
     :param export_end_date: last Pacific day, included (templated); defaults to the start day when the
         start is given, else to the end of the data interval.
-    :param start_time: optional epoch seconds: only data that became available at or after it.
-    :param end_time: optional epoch seconds: only data that became available at or before it.
+    :param start_time: optional epoch seconds (Leanplum's ``startTime``): first availability time to include.
+    :param end_time: optional epoch seconds (Leanplum's ``endTime``): last availability time to include
+        (whether Leanplum includes the instant itself is not documented; chain ranges end-to-start).
     :param export_format: ``json`` (one session per line) or ``csv`` (a file family per data type).
     :param callback_url: Leanplum POSTs the result there when the job is done (https).
     :param s3_bucket_name: also let Leanplum copy the files to this bucket; the access keys are read
