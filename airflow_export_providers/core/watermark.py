@@ -88,7 +88,13 @@ def write_inflight(variable: str, record: dict[str, Any]) -> None:
 
 
 def drop_inflight(variable: str) -> None:
-    _variable().delete(inflight_variable(variable))
+    """Forget the claim (an empty value reads as none where the Task SDK cannot delete a Variable)."""
+    store = _variable()
+    delete = getattr(store, "delete", None)
+    if callable(delete):
+        delete(inflight_variable(variable))
+    else:
+        store.set(inflight_variable(variable), "")
 
 
 # ---- landing and commit ----------------------------------------------------------------------------

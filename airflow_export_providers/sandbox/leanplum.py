@@ -29,9 +29,10 @@ What is simulated faithfully:
 Test hooks: ``state.vendor["leanplum"]`` holds ``app_id``, the session generator (``sessions_between``)
 and ``callbacks`` (bodies POSTed to ``/_sandbox/leanplum/callback``); ``GET /_sandbox/leanplum/sessions
 ?startTime=&endTime=`` (and ``ground_truth()``) lists the sessions a gapless stream over that window
-exports. Config: ``quota_message`` / ``quota_status`` (the words of the quota refusal),
-``refuse_message`` / ``refuse_status`` (refuse every export in those words), ``export_barrier`` (hold
-exportData answers until that many arrived: overlapping runs submit at the same time).
+exports; ``status_reads`` counts getExportResults calls per job. Config: ``quota_message`` /
+``quota_status`` (the words of the quota refusal), ``refuse_message`` / ``refuse_status`` (refuse
+every export in those words), ``export_barrier`` (hold exportData answers until that many arrived:
+overlapping runs submit at the same time).
 """
 
 from __future__ import annotations
@@ -558,6 +559,8 @@ async def api(request: web.Request) -> web.Response:
         if _job_gone(state, found, now):
             return _refuse(f"Export job {q.get('jobId')!r} not found.", status=int(cfg.get("unknown_job_status") or 404))
         assert found is not None
+        reads = vs.setdefault("status_reads", {})
+        reads[found.job_id] = reads.get(found.job_id, 0) + 1
         loop = asyncio.get_running_loop()
         body = await loop.run_in_executor(None, results, state, found, base_url)
         if cfg.get("status_field") == "status":  # the seed's table calls the field "status"
