@@ -31,7 +31,7 @@ from airflow_export_providers.core.landing import (
 )
 from airflow_export_providers.core.manifest import MANIFEST_NAME, ExportLanding
 from airflow_export_providers.core.redact import redact_text
-from airflow_export_providers.core.watermark import commit_watermark
+from airflow_export_providers.core.watermark import check_unmoved, commit_watermark
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -243,6 +243,7 @@ class ExportTransferOperator(BaseOperator):
     # ---- run ---------------------------------------------------------------------------------
     def execute(self, context: Context) -> list[dict[str, Any]]:
         job = self.validate()
+        check_unmoved(job.watermark)  # before anything is written: another run may have landed this range
         self.landed = self.land(context, job)
         self.emit_assets(context, job)
         if job.watermark is not None:
