@@ -622,7 +622,11 @@ def test_an_export_that_matches_nothing_succeeds_with_zero_files(lp: Any, airflo
     assert task_states(run) == {"export": "success", "wait": "success", "land": "success"}
     assert ExportJob.from_dict(xcom(run, "wait")).files == []
     assert xcom(run, "land") == []
-    assert "Contents" not in moto_s3.client().list_objects_v2(Bucket="lp-empty")
+    # Nothing but the landing's manifest: it lists no file, so it would replace an earlier export of the window.
+    landed = [o["Key"] for o in moto_s3.client().list_objects_v2(Bucket="lp-empty").get("Contents", [])]
+    assert landed == [f"window/{run.run_id}/_manifest.json"], landed
+    body = moto_s3.client().get_object(Bucket="lp-empty", Key=landed[0])["Body"].read()
+    assert all(not part.get("files") for part in json.loads(body)["parts"].values()), body
 
 
 def test_a_quiet_streaming_run_moves_the_watermark_to_its_end_time(lp: Any, airflow_db: Any, moto_s3: Any) -> None:
