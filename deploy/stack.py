@@ -189,12 +189,13 @@ class Plan:
 
     def __init__(self, compose: dict[str, Any], home: Path, *, dotenv: Path = DOTENV, binds: dict[str, Path] | None = None,
                  ports: dict[str, int] | None = None, profiles: Iterable[str] = ("local",),
-                 extra_env: dict[str, str] | None = None) -> None:
+                 extra_env: dict[str, str] | None = None, extra_args: dict[str, list[str]] | None = None) -> None:
         self.home = home
         self.all = services(compose, dotenv)
         self.services = {n: s for n, s in self.all.items() if not s.profiles or set(s.profiles) & set(profiles)}
         self.binds = {k: Path(v) for k, v in (binds or {}).items()}
-        self.extra_env = dict(extra_env or {})
+        self.extra_env = dict(extra_env or {})  # added to the Airflow processes' env (tests: PYTHONPATH, a connection)
+        self.extra_args = dict(extra_args or {})  # service -> arguments appended to its command (tests)
         wanted = dict(ports or {})  # "service:container_port" -> local port (make stack prefers 8080 for the UI)
         self.ports: dict[str, dict[int, int]] = {}
         for svc in self.services.values():
@@ -257,6 +258,7 @@ class Plan:
                 argv = [LOOPBACK if a == "0.0.0.0" or a in self.all else self.localize(a, name, svc, own_bare=True)
                         for a in svc.command]
                 health = [self.localize(t, name, svc, own_bare=True) for t in svc.healthcheck]
+                argv += self.extra_args.get(svc.name, [])
                 if svc.replicas > 1 and svc.command[:3] == ["airflow", "celery", "worker"]:
                     # containers have their own host names; two local workers need their own node names
                     argv += ["--celery-hostname", f"celery@{name}"]
@@ -367,8 +369,16 @@ class LocalStack:
         proc = self.procs.pop(name, None)
         if proc is None:
             return
-        _stop_group(proc.pid, sig, timeout)
-        proc.wait(5)
+        try:
+            os.killpg(proc.pid, sig)
+            proc.wait(timeout)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            pass
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # whatever of its group is left (a task process)
+        except ProcessLookupError:
+            pass
+        proc.wait(10)
         self._save()
 
     def alive(self, name: str) -> bool:
@@ -500,7 +510,7 @@ class LocalStack:
 
     def down(self) -> None:
         for name in reversed(list(self.procs)):
-            self.stop(name)
+            self.stop(name, signal.SIGINT if name == "postgres" else signal.SIGTERM)  # SIGINT: fast shutdown
         if self.pg_data is not None:
             shutil.rmtree(self.pg_data, ignore_errors=True)
         self.state_file.unlink(missing_ok=True)
@@ -541,6 +551,31 @@ def _stop_group(pid: int, sig: int = signal.SIGTERM, timeout: float = 20) -> Non
         os.killpg(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+
+
+# ---- the REST API, logged in as the UI user ---------------------------------------------------------
+class ApiClient:
+    """Airflow's public REST API with a JWT from ``/auth/token`` (what the UI does after login)."""
+
+    def __init__(self, base_url: str, username: str, password: str) -> None:
+        import requests
+
+        self.base = base_url.rstrip("/")
+        self.session = requests.Session()
+        resp = self.session.post(f"{self.base}/auth/token", json={"username": username, "password": password}, timeout=30)
+        resp.raise_for_status()
+        self.session.headers["Authorization"] = f"Bearer {resp.json()['access_token']}"
+
+    def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        """One call; a 5xx (the api-server busy starting a worker) is tried again a few times."""
+        for attempt in range(5):
+            resp = self.session.request(method, f"{self.base}/api/v2{path}", timeout=60, **kwargs)
+            if resp.status_code < 500:
+                break
+            time.sleep(2 * (attempt + 1))
+        if resp.status_code >= 400:
+            raise RuntimeError(f"{method} {path}: HTTP {resp.status_code} {resp.text[:500]}")
+        return resp.json() if resp.content else None
 
 
 # ---- destinations of the example DAGs (compose profile local and make stack) ----------------------
