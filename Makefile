@@ -9,13 +9,14 @@ AZURITE_VERSION := 3.37.0
 CHROMIUM := /usr/bin/chromium
 PYTEST_ARGS ?= -n 3 --dist loadfile
 
-.PHONY: help install demo test lint bench bench-quick clean constraints
+.PHONY: help install demo test lint bench bench-quick clean constraints stack stack-down stack-deps stack-os
 
 help:
 	@echo "make demo   - set everything up and run every example DAG against the local sandbox, S3 (moto) and Azurite"
 	@echo "make test   - set everything up and run ruff, mypy and the whole test suite"
 	@echo "make bench  - benchmarks (make bench-quick for a fast look)"
 	@echo "make lint   - ruff + mypy"
+	@echo "make stack  - docker-compose.yaml's CeleryExecutor stack on this machine, without docker (make stack-down stops it)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,11 +40,38 @@ $(CHROMIUM):
 
 install: $(VENV)/.installed $(AZURITE)
 
+# ---- `make stack`: docker-compose.yaml's services as local processes (deploy/stack.py) ----------------
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+# The CeleryExecutor's Python side, pinned by constraints.txt (the Dockerfile installs the same).
+STACK_PACKAGES := apache-airflow-providers-celery psycopg2-binary asyncpg
+
+$(VENV)/.stack-installed: $(VENV)/.installed constraints.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt $(STACK_PACKAGES)
+	@touch $@
+
+# Postgres and Redis from the OS packages (Debian/Ubuntu), installed when missing, as root or through sudo.
+stack-os:
+	@if ! command -v redis-server >/dev/null || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	  command -v apt-get >/dev/null || { echo "install PostgreSQL (initdb, postgres, psql) and redis-server"; exit 1; }; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq postgresql redis-server >/dev/null; \
+	fi
+
+stack-deps: install $(VENV)/.stack-installed stack-os
+
+# Prints the UI URL and login; reports its total time, installation included (AEP_STACK_STARTED).
+stack:
+	@start=$$(date +%s); $(MAKE) --no-print-directory stack-deps && \
+	AEP_STACK_STARTED=$$start AZURITE_BLOB=$(abspath $(AZURITE)) $(BIN)/python -m deploy.stack up
+
+stack-down:
+	$(BIN)/python -m deploy.stack down
+
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-test: install $(CHROMIUM) lint
+test: install $(CHROMIUM) stack-deps lint
 	AZURITE_BLOB=$(abspath $(AZURITE)) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The demo reports its total time, installation included (AEP_DEMO_STARTED).
