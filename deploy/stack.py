@@ -546,20 +546,9 @@ def _airflow_hostname() -> str:
     return next((info[3] for info in infos if info[3]), name)
 
 
-def _stop_group(pid: int, sig: int = signal.SIGTERM, timeout: float = 20) -> None:
+def _signal_group(pid: int, sig: int) -> None:
     try:
         os.killpg(pid, sig)
-    except ProcessLookupError:
-        return
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            os.killpg(pid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.2)
-    try:
-        os.killpg(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
 
@@ -670,9 +659,17 @@ def cmd_down(args: argparse.Namespace) -> int:
         print("no stack running")
         return 0
     data = json.loads(state.read_text())
-    for name, pid in reversed(list(data.get("pids", {}).items())):
-        print(f"stopping {name}")
-        _stop_group(pid, signal.SIGINT if name == "postgres" else signal.SIGTERM)
+    pids: dict[str, int] = data.get("pids", {})
+    infra = {n: p for n, p in pids.items() if n in ("postgres", "redis")}
+    for group in ({n: p for n, p in pids.items() if n not in infra}, infra):  # Airflow first, all at once
+        print(f"stopping {', '.join(group)}")
+        for name, pid in group.items():
+            _signal_group(pid, signal.SIGINT if name == "postgres" else signal.SIGTERM)
+        deadline = time.time() + 20
+        while time.time() < deadline and any(_pid_alive(p) for p in group.values()):
+            time.sleep(0.3)
+        for pid in group.values():
+            _signal_group(pid, signal.SIGKILL)
     if data.get("pg_data"):
         shutil.rmtree(data["pg_data"], ignore_errors=True)
     state.unlink()
