@@ -361,7 +361,7 @@ class LocalStack:
         port = inst.ports[5432]
         self._spawn(inst, [_which("postgres", self.venv_bin), "-D", str(cluster), "-p", str(port), "-h", LOOPBACK,
                            "-k", str(data), "-c", "fsync=off", "-c", "max_connections=200"], user=run_as, cwd=Path("/tmp"))
-        self._wait(lambda: self._probe_ok(inst, ["CMD", "pg_isready"]), 60, "postgres to accept connections")
+        wait_for(lambda: self._probe_ok(inst, ["CMD", "pg_isready"]), 60, "postgres to accept connections")
         subprocess.run([_which("psql", self.venv_bin), "-h", str(data), "-p", str(port), "-U", user, "-d", "postgres",
                         "-c", f'CREATE DATABASE "{db}"'], check=True, capture_output=True, user=run_as, cwd="/tmp")
 
@@ -429,16 +429,6 @@ class LocalStack:
     def healthy(self, name: str) -> bool:
         inst = self.instances[name]
         return bool(inst.health) and self._probe_ok(inst, inst.health)
-
-    @staticmethod
-    def _wait(predicate: Callable[[], Any], timeout: float, what: str, every: float = 0.5) -> Any:
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            value = predicate()
-            if value:
-                return value
-            time.sleep(every)
-        raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
 
     # -- the whole stack
     def up(self, timeout: float = 420) -> LocalStack:
@@ -532,7 +522,19 @@ class LocalStack:
 
     def ui_password(self) -> str:
         path = Path(self.instances["airflow-apiserver"].env["AIRFLOW_HOME"]) / "simple_auth_manager_passwords.json.generated"
-        return str(self._wait(lambda: path.exists() and json.loads(path.read_text() or "{}").get(UI_USER), 60, "the UI password"))
+        return str(wait_for(lambda: path.exists() and json.loads(path.read_text() or "{}").get(UI_USER), 60, "the UI password"))
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str, every: float = 0.5) -> Any:
+    """``predicate()``'s first truthy value, polled every ``every`` seconds for at most ``timeout``."""
+    deadline = time.time() + timeout
+    last: Any = None
+    while time.time() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(every)
+    raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
 
 
 def _airflow_hostname() -> str:

@@ -46,7 +46,8 @@ def write_connections(path: Path, conns: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
-def main(argv: list[str] | None = None) -> None:
+def start(argv: list[str] | None = None) -> Sandbox:
+    """Parse the arguments, start the sandbox, write and print its connections."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--host", default="127.0.0.1", help="bind address of every listener (loopback by default)")
     parser.add_argument("--port", type=int, default=8999, help="the vendor APIs")
@@ -66,6 +67,11 @@ def main(argv: list[str] | None = None) -> None:
     for conn_id, conn in conns.items():
         print(f"export AIRFLOW_CONN_{conn_id.upper()}='{json.dumps(conn)}'")
     print("", flush=True)
+    return sandbox
+
+
+def main(argv: list[str] | None = None) -> None:
+    sandbox = start(argv)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:

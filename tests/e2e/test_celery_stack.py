@@ -9,7 +9,8 @@ moto and Azurite as separate processes — and driven through the REST API as a 
 * the triggerer SIGKILLed and restarted while a POND snapshot is deferred: the same vendor job
   completes (one submission in the sandbox's /_sandbox/stats) and lands once; while deferred the task
   holds no Celery worker slot and no pool slot;
-* afterwards every compose health check, run as written, passes (the restarted processes included).
+* every service passes its compose health check, run as written (curl, pg_isready, redis-cli, nc,
+  ``airflow jobs check``, ``celery inspect ping``), the restarted worker and triggerer included.
 """
 
 from __future__ import annotations
@@ -20,13 +21,14 @@ import secrets
 import signal
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
-from deploy.stack import ROOT, UI_USER, ApiClient, LocalStack, free_port, make_stack
+from deploy.stack import ROOT, UI_USER, ApiClient, LocalStack, free_port, make_stack, wait_for
 from tests.dags import celery_e2e
 from tests.support.secrets import SECRETS
 
@@ -116,14 +118,7 @@ class Celery:
 
 
 def wait(predicate: Callable[[], Any], timeout: float, what: str, every: float = 2.0) -> Any:
-    deadline = time.time() + timeout
-    last: Any = None
-    while time.time() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+    return wait_for(predicate, timeout, what, every)
 
 
 @pytest.fixture(scope="module")
@@ -246,6 +241,9 @@ def test_a_worker_killed_mid_upload_retries_on_the_other_worker_and_lands_once(c
     victim = running_on[0].split("@", 1)[1]
     assert s3.list_objects_v2(Bucket=celery_e2e.BUCKET).get("KeyCount", 0) == 0, "nothing visible before the commit"
     celery.stack.stop(victim, signal.SIGKILL)  # the whole worker and its task process, as a host dies
+    # while the scheduler waits out the heartbeat timeout: every other service's compose health check
+    others = [n for n, i in celery.stack.instances.items() if n != victim and not i.service.one_shot]
+    health = ThreadPoolExecutor(1).submit(celery.stack.wait_healthy, 240, others)
 
     survivor = next(n for n in celery.stack.instances if n.startswith("airflow-worker-") and n != victim)
     retried_on = wait(lambda: [n for n, tasks in celery.active().items() if any(dag_id in t for t in tasks)], 240,
@@ -264,6 +262,7 @@ def test_a_worker_killed_mid_upload_retries_on_the_other_worker_and_lands_once(c
     assert hashlib.sha256(body).hexdigest() == hashlib.sha256(b"".join(generated_bytes(0, celery_e2e.SIZE))).hexdigest()
     assert not s3.list_multipart_uploads(Bucket=celery_e2e.BUCKET).get("Uploads"), \
         f"the killed try's upload {first_upload} was aborted by the retry, nothing left open"
+    health.result()  # raises if one of them failed its compose health check
     celery.stack.start(victim)  # back to two workers for what follows
 
 
@@ -278,9 +277,13 @@ def test_triggerer_killed_while_deferred_resumes_the_same_vendor_job(celery: Cel
     def deferred() -> dict[str, Any] | None:
         return next((t for t in celery.tis(dag_id, run_id) if t["task_id"] == "snapshot" and t["state"] == "deferred"), None)
 
+    def on_workers() -> list[str]:
+        return [n for n, tasks in celery.active().items() if any(run_id in t for t in tasks)]
+
     wait(deferred, 180, "the snapshot task deferred")
-    # while it waits it holds no worker: Celery runs nothing of it and the pool counts it as deferred only
-    assert not [n for n, tasks in celery.active().items() if any(run_id in t for t in tasks)], celery.active()
+    # while it waits it holds no worker: once its try has handed over to the triggerer (a moment after the
+    # state changed), Celery runs nothing of it and the pool counts it as deferred only
+    wait(lambda: not on_workers(), 60, "the worker to let go of the deferred task", every=1)
     pool = celery.api.call("GET", "/pools/default_pool")
     assert pool["deferred_slots"] >= 1 and pool["running_slots"] == 0, pool
     new_jobs = set(celery.stats()["job_ids"].get("pond", [])) - before
@@ -288,8 +291,10 @@ def test_triggerer_killed_while_deferred_resumes_the_same_vendor_job(celery: Cel
 
     celery.stack.stop("airflow-triggerer", signal.SIGKILL)
     time.sleep(2)
+    assert deferred() and not on_workers(), "no triggerer: the task stays deferred, on no worker"
     celery.stack.start("airflow-triggerer")
-    assert deferred(), "the task stays deferred while no triggerer runs its trigger"
+    # the restarted triggerer and worker pass their compose health checks as well (run while the snapshot waits)
+    health = ThreadPoolExecutor(1).submit(celery.stack.wait_healthy, 240, ["airflow-triggerer", "airflow-worker-1", "airflow-worker-2"])
     assert wait(lambda: celery.finished(dag_id, run_id), 300, "the run to finish after the restart") == "success"
 
     assert set(celery.stats()["job_ids"].get("pond", [])) - before == new_jobs, "the same POND snapshot, no second one"
@@ -298,10 +303,4 @@ def test_triggerer_killed_while_deferred_resumes_the_same_vendor_job(celery: Cel
     assert celery.landed(dag_id, run_id)
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket="analytics-landing", Prefix=f"pond/{day}/").get("Contents", [])]
     assert keys and len(keys) == len(set(keys)), keys
-
-
-def test_every_compose_health_check_passes_after_the_kills(celery: Celery) -> None:
-    """Each long-running service's compose health check, run as written (curl, pg_isready, redis-cli, nc,
-    ``airflow jobs check``, ``celery inspect ping``): the restarted worker and triggerer included."""
-    celery.stack.wait_healthy(timeout=180)
-    assert all(celery.stack.alive(n) for n, i in celery.stack.instances.items() if not i.service.one_shot)
+    health.result()
