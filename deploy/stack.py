@@ -356,11 +356,14 @@ class LocalStack:
         subprocess.run([_which("initdb", self.venv_bin), "-D", str(cluster), "-U", user, f"--pwfile={pwfile}",
                         "--auth-host=scram-sha-256", "--auth-local=trust", "-E", "UTF8", "--no-sync"],
                        check=True, capture_output=True, user=run_as, cwd="/tmp")
-        shutil.rmtree(pwfile.parent, ignore_errors=True) if as_root else pwfile.unlink()
+        pwfile.unlink()
+        if as_root:
+            pwfile.parent.rmdir()
         self._save()
         port = inst.ports[5432]
         self._spawn(inst, [_which("postgres", self.venv_bin), "-D", str(cluster), "-p", str(port), "-h", LOOPBACK,
-                           "-k", str(data), "-c", "fsync=off", "-c", "max_connections=200"], user=run_as, cwd=Path("/tmp"))
+                           "-k", str(data), "-c", "fsync=off",  # a throw-away cluster: no need to survive a power cut
+                           "-c", "max_connections=200"], user=run_as, cwd=Path("/tmp"))
         wait_for(lambda: self._probe_ok(inst, ["CMD", "pg_isready"]), 60, "postgres to accept connections")
         subprocess.run([_which("psql", self.venv_bin), "-h", str(data), "-p", str(port), "-U", user, "-d", "postgres",
                         "-c", f'CREATE DATABASE "{db}"'], check=True, capture_output=True, user=run_as, cwd="/tmp")
