@@ -27,8 +27,9 @@ import os
 from datetime import timedelta
 
 import pendulum
-from airflow.sdk import DAG, CronDataIntervalTimetable
+from airflow.sdk import DAG
 
+from airflow_export_providers.core.compat import CronDataIntervalTimetable
 from airflow_export_providers.operators.leanplum import LEANPLUM_MACROS, LeanplumExportOperator
 from airflow_export_providers.transfers.export_to_s3 import ExportToS3Operator
 

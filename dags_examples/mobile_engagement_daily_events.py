@@ -19,8 +19,9 @@ from __future__ import annotations
 import os
 from datetime import datetime, timedelta, timezone
 
-from airflow.sdk import DAG, CronDataIntervalTimetable
+from airflow.sdk import DAG
 
+from airflow_export_providers.core.compat import CronDataIntervalTimetable
 from airflow_export_providers.operators.mobile_engagement import MobileEngagementExportOperator
 from airflow_export_providers.transfers.export_to_s3 import ExportToS3Operator
 

@@ -24,8 +24,9 @@ from __future__ import annotations
 import os
 from datetime import datetime, timedelta, timezone
 
-from airflow.sdk import DAG, CronDataIntervalTimetable
+from airflow.sdk import DAG
 
+from airflow_export_providers.core.compat import CronDataIntervalTimetable
 from airflow_export_providers.operators.pond import PondSnapshotOperator
 from airflow_export_providers.sensors.pond import PondSnapshotSensor
 from airflow_export_providers.transfers.export_to_s3 import ExportToS3Operator

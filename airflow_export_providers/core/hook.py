@@ -15,7 +15,7 @@ from typing import IO, Any, ClassVar, cast
 from urllib.parse import urlsplit
 
 import requests
-from airflow.sdk import BaseHook, conf
+from airflow.providers.common.compat.sdk import BaseHook, conf
 
 from airflow_export_providers.core.errors import ExportInputError, VendorHTTPError
 from airflow_export_providers.core.http import (
@@ -148,7 +148,9 @@ class ExportHook(BaseHook):
     async def aconnect(self) -> None:
         """Load the connection without blocking the event loop (used inside triggers)."""
         if self._conn is None:
-            self._set_conn(await self.aget_connection(self.conn_id))
+            from airflow_export_providers.core.compat import get_async_connection
+
+            self._set_conn(await get_async_connection(self, self.conn_id))
 
     def _set_conn(self, conn: Any) -> None:
         register_secret(conn.password)

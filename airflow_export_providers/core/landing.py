@@ -8,8 +8,9 @@ The pipeline for one file, pulled from the consuming end so that nothing holds m
           -> line counter (csv/jsonl rows) | Avro block counter | Avro converter | decompressed upload
 
 Writers (one per destination, each beside its transfer operator in ``transfers/``) stage the bytes
-where no reader can see them (S3 multipart parts, Azure uncommitted blocks) and make the object appear atomically under its final key only after verification passed; any
-failure aborts what was staged. Why not ``S3Hook.load_file_obj`` / ``HttpToS3Operator``: they read or
+where no reader can see them (S3 multipart parts, Azure uncommitted blocks); ``stage_file`` leaves a
+verified file staged and ``StagedFile.commit`` makes it appear atomically under its final key. Any
+failure aborts what was staged. A whole export is published by ``core.manifest``. Why not ``S3Hook.load_file_obj`` / ``HttpToS3Operator``: they read or
 spool whole bodies and publish before anyone could compare sizes, rows or checksums.
 """
 
@@ -27,7 +28,7 @@ from abc import ABC, abstractmethod
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import requests
 import urllib3.exceptions
@@ -294,31 +295,78 @@ class _Passthrough:
 
 
 # ---- writing --------------------------------------------------------------------------------
+class WriteConflict(ExportError):
+    """A conditional write found the object changed since it was read (another writer got there first)."""
+
+
+@dataclass
+class StoredObject:
+    """A small object read back whole (a landing manifest) and the version a conditional write names."""
+
+    data: bytes
+    version: str
+
+
+class UploadTracker(Protocol):
+    """Remembers the uploads a task started, so that only its own retry cleans up what a killed try left."""
+
+    def started(self, key: str, token: str) -> None: ...
+
+    def ended(self, key: str, token: str) -> None: ...
+
+
 class Upload(ABC):
     """An object being written: invisible under its key until ``commit``; ``abort`` discards it.
 
+    ``finish`` sends whatever is still buffered and waits for every part, so that a staged upload
+    holds no memory while it waits for the rest of its export; ``commit`` then only publishes.
     ``abort`` may come from another place than the writing code (``on_kill`` runs in a signal
     handler): it is idempotent, and a write or commit after it fails instead of starting over.
+    The SHA-256 of the bytes written is kept: the landing manifest records it, and two landings of
+    one export can tell whether they produced the same object.
     """
 
     def __init__(self, key: str, writer: ObjectWriter | None = None) -> None:
         self.key = key
         self.written = 0
         self.aborted = False
+        self.finished = False
+        self.committed = False
         self._owner = writer
+        self._hash = hashlib.sha256()
+
+    @property
+    def sha256(self) -> str:
+        return self._hash.hexdigest()
 
     def write(self, data: bytes) -> None:
         if self.aborted:
             raise ExportError(f"the upload of {self.key} was aborted")
+        if self.finished:
+            raise ExportError(f"the upload of {self.key} is finished; nothing more can be written")
+        if data:
+            self._hash.update(data)
         self._write(data)
+
+    def finish(self) -> None:
+        """Send what is buffered and wait for every part; still invisible under the key."""
+        if self.aborted:
+            raise ExportError(f"the upload of {self.key} was aborted")
+        if not self.finished:
+            self._finish()
+            self.finished = True
 
     def commit(self) -> None:
         if self.aborted:
             raise ExportError(f"the upload of {self.key} was aborted")
+        self.finish()
         self._commit()
+        self.committed = True
         self._release()
 
     def abort(self) -> None:
+        if self.committed:
+            return  # published: nothing staged is left to discard
         self.aborted = True
         self._abort()
         self._release()
@@ -329,6 +377,10 @@ class Upload(ABC):
 
     @abstractmethod
     def _write(self, data: bytes) -> None: ...
+
+    def _finish(self) -> None:
+        """Flush the buffer and wait for the parts in flight (default: nothing is buffered)."""
+        return None
 
     @abstractmethod
     def _commit(self) -> None: ...
@@ -343,10 +395,17 @@ class Upload(ABC):
 
 
 class ObjectWriter(ABC):
-    """A destination (bucket, container) that starts uploads under keys."""
+    """A destination (bucket, container) that starts uploads under keys.
+
+    Besides the streamed uploads a destination offers three small-object operations, all a landing
+    manifest needs: ``read`` (body and version), ``put`` (atomic, conditional on the version read)
+    and ``delete``. ``tracker`` (optional) is told about every server-side upload a writer opens and
+    closes, so that a retry can abort exactly what its killed try left (``abort_left_over``).
+    """
 
     def __init__(self) -> None:
         self.active: set[Upload] = set()
+        self.tracker: UploadTracker | None = None
 
     def begin(self, key: str, size_hint: int | None = None, part_size: int | None = None) -> Upload:
         """Start an upload; ``size_hint`` (when known) sizes the parts, ``part_size`` overrides the minimum."""
@@ -359,6 +418,18 @@ class ObjectWriter(ABC):
         for upload in list(self.active):
             upload.abort()
 
+    def track(self, key: str, token: str) -> None:
+        if self.tracker is not None:
+            self.tracker.started(key, token)
+
+    def untrack(self, key: str, token: str) -> None:
+        if self.tracker is not None:
+            self.tracker.ended(key, token)
+
+    def abort_left_over(self, uploads: list[tuple[str, str]]) -> None:
+        """Abort server-side uploads an earlier try of this task opened (``tracker`` tokens); default: none exist."""
+        return None
+
     @abstractmethod
     def _begin(self, key: str, size_hint: int | None, part_size: int | None) -> Upload: ...
 
@@ -367,7 +438,18 @@ class ObjectWriter(ABC):
 
     @abstractmethod
     def delete(self, key: str) -> None:
-        """Remove a committed object (used when a post-commit check finds it wrong)."""
+        """Remove a committed object; no error when it is already gone."""
+
+    @abstractmethod
+    def read(self, key: str) -> StoredObject | None:
+        """A small object's body and version, or None when there is none."""
+
+    @abstractmethod
+    def put(self, key: str, data: bytes, *, expect: str | None) -> str:
+        """Write a small object atomically if its version is still ``expect`` (None: if it does not exist).
+
+        Returns the new version; raises WriteConflict when the condition does not hold.
+        """
 
 
 class PartSender:
@@ -431,6 +513,7 @@ class LandedObject:
     seconds: float = 0.0
     resumes: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    sha256: str | None = None  # hex SHA-256 of the landed bytes (what the landing manifest records)
 
     def to_xcom(self) -> dict[str, Any]:
         return {"uri": self.uri, "size": self.size, "rows": self.rows, "file": self.file}
@@ -461,8 +544,42 @@ def landed_name(name: str, *, convert: str | None = None, decompress: bool = Fal
     return name
 
 
+NAME_RULE = (
+    "a landed name must be a relative path under the prefix: not empty, no leading '/', no '.', '..' or empty "
+    "segments, no backslash or control characters"
+)
+
+
+def unsafe_name_reason(name: str) -> str | None:
+    """Why ``name`` could leave the prefix (or land on it) as an object key, or None when it is safe.
+
+    Object stores take ``a/../b`` literally, but the tools that read them (sync clients, Hadoop, a
+    download to disk) resolve it: a vendor's file name must never address anything outside the prefix.
+    """
+    if not isinstance(name, str) or not name:
+        return "it is empty"
+    if name.startswith("/"):
+        return "it is absolute (starts with '/')"
+    if "\\" in name:
+        return "it contains a backslash (read as '/' by Azure and Windows tools)"
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in name):
+        return "it contains control characters"
+    for segment in name.split("/"):
+        if segment == "":
+            return "it has an empty path segment ('//' or a trailing '/')"
+        if segment in (".", ".."):
+            return f"it has a {segment!r} path segment"
+    return None
+
+
 def object_key(prefix: str | None, name: str) -> str:
+    """``{prefix}/{name}``, refusing names (and prefixes) that would address something outside the prefix."""
+    why = unsafe_name_reason(name)
+    if why is not None:
+        raise ExportInputError(f"file name {name!r}: {why}; {NAME_RULE}")
     prefix = (prefix or "").strip("/")
+    if prefix and any(seg in (".", "..") for seg in prefix.split("/")):
+        raise ExportInputError(f"prefix: {prefix!r} has a '.' or '..' segment; give a plain path such as 'vendor/{{{{ ds }}}}'")
     return f"{prefix}/{name}" if prefix else name
 
 
@@ -473,7 +590,38 @@ def _matches_checksum(expected: str, digest: bytes) -> bool:
     return exp.lower() == digest.hex() or exp == base64.b64encode(digest).decode("ascii")
 
 
-def land_file(
+@dataclass
+class StagedFile:
+    """A verified file whose upload is complete but not yet published under its key."""
+
+    landed: LandedObject
+    upload: Upload
+    writer: ObjectWriter
+
+    def commit(self) -> LandedObject:
+        """Publish the object (one request), then check the size the store reports."""
+        upload = self.upload
+        try:
+            upload.commit()
+        except BaseException:
+            upload.abort()
+            raise
+        landed = upload.landed_size()
+        if landed is not None and landed != upload.written:
+            self.writer.delete(upload.key)
+            raise VerificationError(f"{self.landed.uri}: the store reports {landed} bytes, {upload.written} were written; object removed")
+        return self.landed
+
+    def abort(self) -> None:
+        self.upload.abort()
+
+
+def land_file(hook: ExportHook, file: ExportFile, writer: ObjectWriter, **kwargs: Any) -> LandedObject:
+    """Stream ``file`` from ``hook`` into ``writer`` and publish it only after it verified (``stage_file`` + commit)."""
+    return stage_file(hook, file, writer, **kwargs).commit()
+
+
+def stage_file(
     hook: ExportHook,
     file: ExportFile,
     writer: ObjectWriter,
@@ -488,16 +636,19 @@ def land_file(
     max_resumes: int = 5,
     progress_interval: float = PROGRESS_INTERVAL,
     count_rows: bool = True,
-) -> LandedObject:
-    """Stream ``file`` from ``hook`` into ``writer`` and commit it only after it verified.
+) -> StagedFile:
+    """Stream ``file`` from ``hook`` into ``writer``, verify it, and leave it staged (invisible) for ``commit``.
 
     ``key`` defaults to ``{prefix}/{landed name}``. ``part_size`` overrides the writer's minimum
     part/block size for this file. Rows are counted whenever ``file.row_format`` is known (and
     ``count_rows``) and compared with ``file.rows`` when the vendor announced them. Raises
     VerificationError (nothing under the key) on any mismatch, ExportInputError for a non-Avro
-    file with ``convert`` set.
+    file with ``convert`` set. The returned upload holds no buffered bytes: staging every file of an
+    export first keeps memory bounded by one file's parts.
     """
     convert = validate_convert(convert)
+    if key is None:
+        object_key(prefix, file.name)  # a name that would leave the prefix is refused before the file is opened
     if file.checksum and (file.checksum_algorithm or "md5").lower() not in CHECKSUM_ALGORITHMS:
         raise ExportInputError(
             f"{file.name}: checksum_algorithm {file.checksum_algorithm!r} is not supported; accepted values: {', '.join(CHECKSUM_ALGORITHMS)}"
@@ -553,12 +704,7 @@ def land_file(
         tap.drain()
         digest = tap.hasher.digest() if tap.hasher is not None else b""
         _verify(file, tap.size, rows, digest, algorithm)
-        upload.commit()
-        committed, upload = upload, None
-        landed = committed.landed_size()
-        if landed is not None and landed != committed.written:
-            writer.delete(key)
-            raise VerificationError(f"{uri}: the store reports {landed} bytes, {committed.written} were written; object removed")
+        upload.finish()
     except BaseException:
         if upload is not None:
             upload.abort()
@@ -566,13 +712,14 @@ def land_file(
     finally:
         reader.close()
     seconds = time.monotonic() - started
-    log.info("landed %s -> %s: %s in %.1fs (%s rows, %d resume(s))", file.name, uri, _human(committed.written), seconds,
+    log.info("staged %s -> %s: %s in %.1fs (%s rows, %d resume(s))", file.name, uri, _human(upload.written), seconds,
              "?" if rows is None else rows, reader.resumes)
-    return LandedObject(
-        uri=uri, key=key, file=file.name, size=committed.written, rows=rows, source_size=tap.size,
+    landed_object = LandedObject(
+        uri=uri, key=key, file=file.name, size=upload.written, rows=rows, source_size=tap.size,
         checksum=digest.hex() if file.checksum else None, checksum_algorithm=algorithm if file.checksum else None,
-        resource=file.resource, seconds=seconds, resumes=reader.resumes,
+        resource=file.resource, seconds=seconds, resumes=reader.resumes, sha256=upload.sha256,
     )
+    return StagedFile(landed_object, upload, writer)
 
 
 def _verify(file: ExportFile, size: int, rows: int | None, digest: bytes, algorithm: str) -> None:

@@ -6,13 +6,22 @@ import time
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from airflow.sdk import BaseOperator, conf
-from airflow.sdk.exceptions import AirflowException
+from airflow.providers.common.compat.sdk import AirflowException, conf
+from airflow.sdk import BaseOperator
 
+from airflow_export_providers.core import compat
 from airflow_export_providers.core.errors import ExportJobFailed, QuotaExceeded
 from airflow_export_providers.core.hook import ExportHook
 from airflow_export_providers.core.job import ExportJob, JobState
 from airflow_export_providers.core.redact import redact_obj, redact_text
+from airflow_export_providers.core.validate import (
+    non_negative_int,
+    optional_timedelta,
+    poll_sleep,
+    positive_duration,
+    positive_seconds,
+    strict_bool,
+)
 from airflow_export_providers.triggers.export_job import ExportJobTrigger
 
 if TYPE_CHECKING:
@@ -37,11 +46,15 @@ class ExportOperator(BaseOperator):
 
     :param conn_id: the vendor connection.
     :param deferrable: wait in the triggerer (no worker slot); default ``[operators] default_deferrable``.
-    :param poll_interval: seconds between status reads.
-    :param job_timeout: wall-clock limit for the vendor job, counted from the first submit; also capped
-        by ``execution_timeout`` when that is set.
+    :param poll_interval: seconds between status reads, > 0 (a number or a timedelta); a sleep never
+        lasts longer than ``MAX_POLL_INTERVAL`` (one hour) nor past the deadline.
+    :param job_timeout: wall-clock limit for the vendor job, counted from the first submit (> 0, at most
+        365 days; default 3 days); also capped by ``execution_timeout`` when that is set.
     :param wait_for_completion: False returns the job reference right after the submit.
-    :param max_resubmits: how many times a FAILED vendor job is submitted again.
+    :param max_resubmits: how many times a FAILED vendor job is submitted again (an int >= 0).
+
+    These engine parameters are not templated and are checked when the operator is built and again
+    before the first vendor call of each try (see docs/parameters.md).
     """
 
     hook_class: ClassVar[type[ExportHook]]
@@ -53,7 +66,7 @@ class ExportOperator(BaseOperator):
         *,
         conn_id: str | None = None,
         deferrable: bool | None = None,
-        poll_interval: float = 60.0,
+        poll_interval: float | timedelta = 60.0,
         job_timeout: timedelta | float | None = None,
         wait_for_completion: bool = True,
         max_resubmits: int = 0,
@@ -61,13 +74,10 @@ class ExportOperator(BaseOperator):
     ) -> None:
         super().__init__(**kwargs)
         self.conn_id = conn_id or self.hook_class.default_conn_name
-        self.deferrable = default_deferrable() if deferrable is None else deferrable
-        self.poll_interval = float(poll_interval)
-        if job_timeout is None:
-            job_timeout = DEFAULT_JOB_TIMEOUT
-        self.job_timeout = job_timeout if isinstance(job_timeout, timedelta) else timedelta(seconds=float(job_timeout))
-        self.wait_for_completion = wait_for_completion
-        self.max_resubmits = max_resubmits
+        self._set_engine_params(
+            default_deferrable() if deferrable is None else deferrable, wait_for_completion, poll_interval,
+            DEFAULT_JOB_TIMEOUT if job_timeout is None else job_timeout, max_resubmits,
+        )
         self.job_id: str | None = None
         self._hook: ExportHook | None = None
         self._resubmits = 0  # fallback count when there is no task_state_store (keeps resubmits bounded)
@@ -87,6 +97,20 @@ class ExportOperator(BaseOperator):
         return {}
 
     # ---- engine ------------------------------------------------------------------------------
+    def _set_engine_params(self, deferrable: Any, wait_for_completion: Any, poll_interval: Any, job_timeout: Any,
+                           max_resubmits: Any) -> None:
+        """Refuse a bad engine parameter (one error naming it); keep numbers as float / timedelta."""
+        self.deferrable = strict_bool(deferrable, "deferrable")
+        self.wait_for_completion = strict_bool(wait_for_completion, "wait_for_completion")
+        self.poll_interval = positive_seconds(poll_interval, "poll_interval")
+        self.job_timeout = positive_duration(job_timeout, "job_timeout")
+        self.max_resubmits = non_negative_int(max_resubmits, "max_resubmits")
+        optional_timedelta(self.execution_timeout, "execution_timeout")
+
+    def check_engine_params(self) -> None:
+        """The constructor's checks again, before a try's first vendor call (catches values set after parsing)."""
+        self._set_engine_params(self.deferrable, self.wait_for_completion, self.poll_interval, self.job_timeout, self.max_resubmits)
+
     @property
     def hook(self) -> ExportHook:
         if self._hook is None:
@@ -94,8 +118,9 @@ class ExportOperator(BaseOperator):
         return self._hook
 
     @staticmethod
-    def _store(context: Context) -> Any:
-        return context.get("task_state_store")
+    def _store(context: Context) -> compat.TaskState | None:
+        """``task_state_store`` (Airflow 3.3+) or, below 3.3, a Variable per task instance (core/compat.py)."""
+        return compat.task_state(context)
 
     def _deadline(self, context: Context, store: Any) -> float:
         deadline = store.get(DEADLINE_KEY) if store is not None else None
@@ -121,6 +146,7 @@ class ExportOperator(BaseOperator):
         return self._run(context, fresh=True)
 
     def _run(self, context: Context, fresh: bool) -> Any:
+        self.check_engine_params()
         self.validate(context)
         store = self._store(context)
         hook = self.hook
@@ -150,6 +176,11 @@ class ExportOperator(BaseOperator):
 
     def _submit(self, hook: ExportHook, context: Context, store: Any) -> str | None:
         deadline = self._deadline(context, store)
+        if time.time() >= deadline:  # nothing submitted could be waited for: keep the vendor's quota
+            raise AirflowException(
+                f"job_timeout / execution_timeout: the deadline ({datetime.fromtimestamp(deadline, timezone.utc):%Y-%m-%d %H:%M:%S} UTC) "
+                f"has passed; not submitting a {hook.vendor} job"
+            )
         while True:
             try:
                 job_id = self.submit_job(hook, context)
@@ -167,9 +198,7 @@ class ExportOperator(BaseOperator):
                     )
                 time.sleep(max(0.0, quota.retry_at - time.time()))
         if store is not None:
-            from airflow.sdk.execution_time.context import NEVER_EXPIRE
-
-            store.set(JOB_ID_KEY, job_id, retention=NEVER_EXPIRE)
+            store.set(JOB_ID_KEY, job_id, retention=compat.NEVER_EXPIRE)
         self.log.info("Submitted %s job %s", hook.vendor, job_id)
         return job_id
 
@@ -195,8 +224,9 @@ class ExportOperator(BaseOperator):
         while not job.state.is_final:
             if time.time() >= deadline:
                 raise AirflowException(f"{hook.vendor} job {job.job_id} not finished by its deadline ({job.raw_state})")
-            self.log.info("%s job %s is %s; next check in %.0fs", hook.vendor, job.job_id, job.raw_state, self.poll_interval)
-            time.sleep(min(self.poll_interval, max(0.0, deadline - time.time())))
+            sleep = poll_sleep(self.poll_interval, deadline, time.time())
+            self.log.info("%s job %s is %s; next check in %.1fs", hook.vendor, job.job_id, job.raw_state, sleep)
+            time.sleep(sleep)
             job = hook.get_job(job.job_id)
         return self._finish(hook, job, context, store)
 

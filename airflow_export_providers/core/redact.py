@@ -51,7 +51,7 @@ def register_secret(value: Any, name: str | None = None) -> None:
     with _lock:
         _registered.add(value)
     try:
-        from airflow.sdk.log import mask_secret
+        from airflow_export_providers.core.compat import mask_secret
 
         mask_secret(value, name)
     except Exception:  # pragma: no cover - masker unavailable outside a task/triggerer

@@ -6,14 +6,15 @@ import time
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from airflow.providers.common.compat.sdk import AirflowException, AirflowSensorTimeout, AirflowSkipException
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
-from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout, AirflowSkipException
 
 from airflow_export_providers.core.errors import ExportJobFailed
 from airflow_export_providers.core.hook import ExportHook
 from airflow_export_providers.core.job import ExportJob, JobState
 from airflow_export_providers.core.operator import default_deferrable
 from airflow_export_providers.core.redact import redact_obj
+from airflow_export_providers.core.validate import one_of, poll_sleep, positive_duration, positive_seconds, strict_bool
 from airflow_export_providers.triggers.export_job import ExportJobTrigger
 
 if TYPE_CHECKING:
@@ -24,6 +25,10 @@ class ExportJobSensor(BaseSensorOperator):
     """Wait until a vendor job is final; return its ExportJob (so a transfer can take it from here).
 
     ``wait_for`` = ``"final"`` (a job: SUCCESS or FAILED) or ``"ready"`` (anything not PENDING).
+
+    ``poke_interval`` must be > 0 (0 would read the vendor's status in a busy loop) and ``timeout``
+    > 0 and at most 365 days; as in the operators, no wait between two reads lasts longer than
+    ``MAX_POLL_INTERVAL`` (one hour) nor past the timeout, in the worker and in the triggerer.
     """
 
     hook_class: ClassVar[type[ExportHook]]
@@ -32,11 +37,28 @@ class ExportJobSensor(BaseSensorOperator):
     template_fields: tuple[str, ...] = ("conn_id",)
 
     def __init__(self, *, conn_id: str | None = None, deferrable: bool | None = None, **kwargs: Any) -> None:
-        kwargs.setdefault("poke_interval", 60)
+        # Checked before BaseSensorOperator sees them, so the error names the field and what it accepts.
+        kwargs["poke_interval"] = positive_seconds(kwargs.get("poke_interval", 60), "poke_interval")
+        if kwargs.get("timeout") is not None:
+            kwargs["timeout"] = positive_duration(kwargs["timeout"], "timeout").total_seconds()
+        kwargs["mode"] = one_of(kwargs.get("mode", "poke"), "mode", self.valid_modes)
         super().__init__(**kwargs)
         self.conn_id = conn_id or self.hook_class.default_conn_name
         self.deferrable = default_deferrable() if deferrable is None else deferrable
+        self.check_engine_params()
         self._hook: ExportHook | None = None
+
+    def check_engine_params(self) -> None:
+        """Refuse a bad wait parameter before any vendor call (at parse time, and again when the task runs)."""
+        self.deferrable = strict_bool(self.deferrable, "deferrable")
+        self.poke_interval = positive_seconds(self.poke_interval, "poke_interval")
+        self.timeout = positive_duration(self.timeout, "timeout").total_seconds()  # also [sensors] default_timeout
+        one_of(self.mode, "mode", self.valid_modes)
+
+    def _get_next_poke_interval(self, started_at: Any, run_duration: Any, poke_count: int) -> float:
+        """Airflow's interval (with its backoff), but never longer than MAX_POLL_INTERVAL nor past the timeout."""
+        interval = float(super()._get_next_poke_interval(started_at, run_duration, poke_count))
+        return poll_sleep(interval, deadline=self.timeout, now=run_duration())  # both counted from the sensor's start
 
     def job_ref(self) -> str:
         ref = getattr(self, self.job_ref_field)
@@ -74,6 +96,7 @@ class ExportJobSensor(BaseSensorOperator):
         return PokeReturnValue(is_done=True, xcom_value=self._result(hook, job))
 
     def execute(self, context: Context) -> Any:
+        self.check_engine_params()
         if not self.deferrable:
             return super().execute(context)
         hook = self.get_hook()

@@ -15,6 +15,7 @@ import reprlib
 from typing import Any
 from urllib.parse import urlsplit
 
+from airflow_export_providers.core.compat import require_extra
 from airflow_export_providers.core.errors import ExportError, ExportInputError, VendorHTTPError
 from airflow_export_providers.core.hook import ExportHook, SourceStream, require_secure_url
 from airflow_export_providers.core.http import Auth, Request
@@ -317,6 +318,7 @@ class IndicativeHook(ExportHook):
 
     def s3_client(self) -> Any:
         """A boto3 S3 client built from the AWS connection (endpoint, region, credentials)."""
+        require_extra("amazon", f"Reading Indicative's s3:// results through AWS connection {self.aws_conn_id!r}")
         from airflow.providers.amazon.aws.hooks.s3 import S3Hook
 
         return S3Hook(aws_conn_id=self.aws_conn_id).get_conn()

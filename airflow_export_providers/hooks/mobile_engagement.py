@@ -16,6 +16,7 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 from urllib.parse import quote, unquote, urlsplit
 
+from airflow_export_providers.core.compat import require_extra
 from airflow_export_providers.core.errors import (
     ExportError,
     ExportInputError,
@@ -110,6 +111,7 @@ class AzureIdentityAuth(Auth):
         return VendorHTTPError("mobile_engagement", 503, f"{where} gave no token: {type(exc).__name__}: {text}")
 
     def token(self) -> str:
+        require_extra("microsoft.azure", "Azure Mobile Engagement")
         from azure.identity import ClientSecretCredential
 
         if self._sync is None:
@@ -126,6 +128,7 @@ class AzureIdentityAuth(Auth):
         return value
 
     async def atoken(self) -> str:
+        require_extra("microsoft.azure", "Azure Mobile Engagement")
         from azure.identity.aio import ClientSecretCredential as AsyncClientSecretCredential
 
         if self._async is None:
@@ -168,6 +171,7 @@ class AzureIdentityAuth(Auth):
 
 # ---- Azure Blob side -----------------------------------------------------------------------------
 def _blob_service(wasb_conn_id: str) -> BlobServiceClient:
+    require_extra("microsoft.azure", "Azure Mobile Engagement (it exports into an Azure Blob container)")
     from airflow.providers.microsoft.azure.hooks.wasb import WasbHook
 
     return cast("BlobServiceClient", WasbHook(wasb_conn_id=wasb_conn_id).blob_service_client)
@@ -465,6 +469,7 @@ class MobileEngagementHook(ExportHook):
         """Async twin for the triggerer (never blocks its event loop)."""
         if not self.container:
             return self._no_container(job)
+        require_extra("microsoft.azure", "Azure Mobile Engagement (it exports into an Azure Blob container)")
         from airflow.providers.microsoft.azure.hooks.wasb import WasbAsyncHook
 
         prefix = self.task_prefix(job)

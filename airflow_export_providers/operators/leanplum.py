@@ -17,6 +17,7 @@ from airflow_export_providers.core.errors import ExportInputError
 from airflow_export_providers.core.hook import require_secure_url
 from airflow_export_providers.core.job import ExportJob, JobState, Watermark
 from airflow_export_providers.core.operator import ExportOperator
+from airflow_export_providers.core.validate import positive_seconds, strict_bool
 from airflow_export_providers.core.watermark import read_watermark
 from airflow_export_providers.hooks.leanplum import PACIFIC, LeanplumHook
 
@@ -139,8 +140,8 @@ class _LeanplumOperatorBase(ExportOperator):
         self.s3_bucket_name = s3_bucket_name
         self.s3_object_prefix = s3_object_prefix
         self.s3_aws_conn_id = s3_aws_conn_id
-        self.compress_data = compress_data
-        self.quota_retry_seconds = quota_retry_seconds
+        self.compress_data = strict_bool(compress_data, "compress_data")
+        self.quota_retry_seconds = None if quota_retry_seconds is None else positive_seconds(quota_retry_seconds, "quota_retry_seconds")
 
     def hook_params(self) -> dict[str, Any]:
         return {"quota_retry_seconds": self.quota_retry_seconds} if self.quota_retry_seconds is not None else {}
@@ -161,6 +162,9 @@ class _LeanplumOperatorBase(ExportOperator):
         """Direct-to-S3 parameters; the keys come from the AWS connection, never from DAG code."""
         if not self.s3_bucket_name:
             return {}
+        from airflow_export_providers.core.compat import require_extra
+
+        require_extra("amazon", "Leanplum's direct copy to S3 (s3_bucket_name)")
         from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 
         from airflow_export_providers.core.redact import register_secret
@@ -380,7 +384,7 @@ class LeanplumStreamingExportOperator(_LeanplumOperatorBase):
 
     # -- the range --
     def submit_job(self, hook: Any, context: Context) -> str:
-        from airflow.sdk.exceptions import AirflowSkipException
+        from airflow.providers.common.compat.sdk import AirflowSkipException
 
         stored, mark = self.read_mark()
         inflight = self.read_inflight()

@@ -16,6 +16,7 @@ from airflow_export_providers.core.errors import ExportInputError, ExportJobFail
 from airflow_export_providers.core.hook import ExportHook
 from airflow_export_providers.core.job import ExportJob
 from airflow_export_providers.core.operator import ExportOperator
+from airflow_export_providers.core.validate import strict_bool
 from airflow_export_providers.hooks.mx import (
     MX_DELETE_ORDER,
     MX_LOAD_ORDER,
@@ -95,7 +96,7 @@ class MxSnapshotOperator(ExportOperator):
         # Not ``self.resources``: BaseOperator uses that name for executor resources.
         self.resource_names = resources
         self.order = tuple(order)
-        self.allow_missing = allow_missing
+        self.allow_missing = strict_bool(allow_missing, "allow_missing")
 
     def validate(self, context: Context) -> None:
         MxSnapshotsHook.check_guid(self.snapshot_guid)

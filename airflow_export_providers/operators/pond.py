@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from airflow_export_providers.core.errors import ExportInputError
 from airflow_export_providers.core.hook import ExportHook
 from airflow_export_providers.core.operator import ExportOperator
+from airflow_export_providers.core.validate import positive_seconds
 from airflow_export_providers.hooks.pond import PondHook
 
 if TYPE_CHECKING:
@@ -70,7 +71,7 @@ class PondSnapshotOperator(ExportOperator):
         self.entity = entity
         self.created_at_from = created_at_from
         self.created_at_to = created_at_to
-        self.link_refresh_margin = link_refresh_margin
+        self.link_refresh_margin = positive_seconds(link_refresh_margin, "link_refresh_margin", zero_ok=True)
 
     def hook_params(self) -> dict[str, Any]:
         return {"link_refresh_margin": self.link_refresh_margin}

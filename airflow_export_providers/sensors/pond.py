@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from airflow_export_providers.core.sensor import ExportJobSensor
+from airflow_export_providers.core.validate import positive_seconds
 from airflow_export_providers.hooks.pond import PondHook
 
 
@@ -23,7 +24,7 @@ class PondSnapshotSensor(ExportJobSensor):
     def __init__(self, *, snapshot: Any, link_refresh_margin: float = 60.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.snapshot = snapshot
-        self.link_refresh_margin = link_refresh_margin
+        self.link_refresh_margin = positive_seconds(link_refresh_margin, "link_refresh_margin", zero_ok=True)
 
     def hook_params(self) -> dict[str, Any]:
         return {"link_refresh_margin": self.link_refresh_margin}

@@ -1,10 +1,11 @@
 """Shared base of the transfer operators: ExportJob in, landed objects out (S3 or Azure Blob).
 
 Each file is opened through its vendor hook (rebuilt from the job's ``hook_class`` / ``conn_id`` /
-``hook_kwargs``), streamed through ``core.landing.land_file`` to ``{prefix}/{file name}`` and made
-visible only after it verified. After every file landed: Assets are emitted for the landed objects
-and a watermark the job carries is committed. On any failure nothing more is landed and the
-watermark stays where it was.
+``hook_kwargs``), streamed through ``core.landing.stage_file`` towards ``{prefix}/{file name}`` and
+left staged (invisible) once it verified. When every file is staged, ``core.manifest`` publishes the
+export whole: the files, the removal of the previous export's other files, and the manifest last.
+Then Assets are emitted for the landed objects and a watermark the job carries is committed. On any
+failure nothing of this export is published and the watermark stays where it was.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseOperator
 
+from airflow_export_providers.core.compat import task_state
 from airflow_export_providers.core.errors import ExportError, ExportInputError
 from airflow_export_providers.core.hook import ExportHook, import_hook
 from airflow_export_providers.core.job import ExportFile, ExportJob, JobState
@@ -22,11 +24,12 @@ from airflow_export_providers.core.landing import (
     CONVERT_FORMATS,
     LandedObject,
     ObjectWriter,
-    land_file,
     landed_name,
     object_key,
+    stage_file,
     validate_convert,
 )
+from airflow_export_providers.core.manifest import MANIFEST_NAME, ExportLanding
 from airflow_export_providers.core.redact import redact_text
 from airflow_export_providers.core.watermark import commit_watermark
 
@@ -34,6 +37,53 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
 ACCEPTED_CONVERT = "None, " + ", ".join(repr(f) for f in CONVERT_FORMATS)
+UPLOADS_KEY = "export_landing_uploads"
+
+
+class StoreTracker:
+    """Keeps the server-side uploads a try has open in the task instance's store.
+
+    A try killed with SIGKILL cannot abort its S3 multipart uploads; its retry reads this list and
+    aborts exactly those — never an upload another run has open for the same key. The store is
+    ``task_state_store`` on Airflow 3.3, the Variable fallback of ``core.compat.task_state`` below it.
+    """
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+        self.open: list[list[str]] = []
+
+    def left_over(self) -> list[tuple[str, str]]:
+        raw = self.store.get(UPLOADS_KEY) if self.store is not None else None
+        if not isinstance(raw, list):
+            return []
+        return [(str(e[0]), str(e[1])) for e in raw if isinstance(e, list) and len(e) == 2]
+
+    def started(self, key: str, token: str) -> None:
+        self.open.append([key, token])
+        self._save()
+
+    def ended(self, key: str, token: str) -> None:
+        # not saved at once: an entry left behind only costs an abort that finds nothing
+        self.open = [e for e in self.open if e != [key, token]]
+
+    def _save(self) -> None:
+        if self.store is None:
+            return
+        if self.open:
+            self.store.set(UPLOADS_KEY, [list(e) for e in self.open])
+        else:
+            self.store.delete(UPLOADS_KEY)
+
+    def close(self) -> None:
+        self._save()
+
+
+def landing_identity(context: Any) -> dict[str, Any]:
+    """Who lands (recorded in the manifest): the task instance, and which try."""
+    ti = context.get("ti") if context else None
+    if ti is None:
+        return {}
+    return {name: getattr(ti, name, None) for name in ("dag_id", "task_id", "run_id", "map_index", "try_number")}
 
 
 def parse_export(value: Any) -> ExportJob:
@@ -72,6 +122,9 @@ class ExportTransferOperator(BaseOperator):
         (memory: about ``upload_concurrency + 1`` parts).
     :param asset_alias: name of the AssetAlias the landed objects are emitted under (default
         ``export-landing/{dag_id}/{task_id}``); False turns Asset events off.
+    :param count_rows: False skips counting rows (and so the row-count check) — size and checksum
+        are still verified. The way out when a vendor's row count means something else than the
+        records in its file.
     """
 
     template_fields: Sequence[str] = ("export", "prefix")
@@ -91,6 +144,7 @@ class ExportTransferOperator(BaseOperator):
         row_group_rows: int | None = None,
         upload_concurrency: int = 2,
         asset_alias: str | bool | None = None,
+        count_rows: bool = True,
         **kwargs: Any,
     ) -> None:
         alias_name: str | None = None
@@ -106,6 +160,7 @@ class ExportTransferOperator(BaseOperator):
         self.batch_rows = batch_rows
         self.row_group_rows = row_group_rows
         self.upload_concurrency = upload_concurrency
+        self.count_rows = count_rows
         self.asset_alias: str | None = None
         if asset_alias is not False:
             from airflow.sdk import AssetAlias
@@ -114,6 +169,7 @@ class ExportTransferOperator(BaseOperator):
             self.asset_alias = alias_name or f"export-landing/{dag_id}/{self.task_id}"
             self.outlets = [*self.outlets, AssetAlias(self.asset_alias)]
         self.landed: list[LandedObject] = []
+        self.manifest_uri: str | None = None
         self._writer: ObjectWriter | None = None
 
     # ---- what a destination provides ----------------------------------------------------------
@@ -124,12 +180,17 @@ class ExportTransferOperator(BaseOperator):
     def make_writer(self) -> ObjectWriter:
         raise NotImplementedError
 
+    def validate_destination(self) -> None:
+        """Check the destination's own rendered options (encryption, ACL, blob options)."""
+
     # ---- input -------------------------------------------------------------------------------
     def validate(self) -> ExportJob:
         """Check every rendered parameter before anything is opened or written."""
         validate_convert(self.convert)
         if not isinstance(self.decompress, bool):
             raise ExportInputError(f"decompress: expected True or False, got {self.decompress!r}")
+        if not isinstance(self.count_rows, bool):
+            raise ExportInputError(f"count_rows: expected True or False, got {self.count_rows!r}")
         dest = self.destination()
         if not isinstance(dest, str) or not dest.strip() or "/" in dest:
             raise ExportInputError(
@@ -137,6 +198,7 @@ class ExportTransferOperator(BaseOperator):
             )
         if self.prefix is not None and not isinstance(self.prefix, str):
             raise ExportInputError(f"prefix: expected a string, got {type(self.prefix).__name__}")
+        self.validate_destination()
         if self.order is not None and not all(isinstance(o, str) for o in self.order):
             raise ExportInputError(f"order: expected a list of resource names, got {self.order!r}")
         for name, value in (("part_size", self.part_size), ("batch_rows", self.batch_rows), ("row_group_rows", self.row_group_rows),
@@ -155,9 +217,13 @@ class ExportTransferOperator(BaseOperator):
                     f"convert={self.convert!r}: {', '.join(wrong[:5])} not Avro; convert accepts Avro sources only "
                     f"(accepted values: {ACCEPTED_CONVERT}) — use convert=None to land these files as they are"
                 )
-        keys: dict[str, str] = {}
+        manifest = object_key(self.prefix, MANIFEST_NAME)
+        keys: dict[str, str] = {manifest: "<the landing manifest>"}
         for f in job.files:
-            key = self.key_for(f)
+            try:
+                key = self.key_for(f)
+            except ExportInputError as exc:
+                raise ExportInputError(f"export: job {job.job_id}: {exc}") from None
             if key in keys:
                 raise ExportError(f"export: files {keys[key]!r} and {f.name!r} would both land at {key!r}; refusing to overwrite one with the other")
             keys[key] = f.name
@@ -177,28 +243,45 @@ class ExportTransferOperator(BaseOperator):
     # ---- run ---------------------------------------------------------------------------------
     def execute(self, context: Context) -> list[dict[str, Any]]:
         job = self.validate()
-        writer = self._writer = self.make_writer()
-        hooks: dict[str, ExportHook] = {}
-        self.landed = []
-        files = self.ordered(job.files)
-        self.log.info("Landing %d file(s) of %s job %s into %s", len(files), job.vendor, job.job_id, writer.uri(object_key(self.prefix, "")))
-        try:
-            for file in files:
-                hook = hooks.get(file.conn_id or job.conn_id)
-                if hook is None:
-                    hook = hooks[file.conn_id or job.conn_id] = self.make_hook(job, file)
-                landed = land_file(
-                    hook, file, writer, key=self.key_for(file), convert=self.convert, decompress=self.decompress,
-                    part_size=self.part_size, batch_rows=self.batch_rows, row_group_rows=self.row_group_rows,
-                )
-                self.landed.append(landed)
-        finally:
-            for hook in hooks.values():
-                hook.close()
+        self.landed = self.land(context, job)
         self.emit_assets(context, job)
         if job.watermark is not None:
             commit_watermark(job.watermark)
         return [obj.to_xcom() for obj in self.landed]
+
+    def land(self, context: Context, job: ExportJob) -> list[LandedObject]:
+        """Stage every file, then publish the export whole (``core.manifest``); nothing is published on failure."""
+        writer = self._writer = self.make_writer()
+        tracker = StoreTracker(task_state(context) if context else None)
+        left = tracker.left_over()
+        if left:
+            self.log.info("aborting %d upload(s) an earlier try of this task left open", len(left))
+            writer.abort_left_over(left)
+        writer.tracker = tracker
+        landing = ExportLanding(writer, self.prefix, by=landing_identity(context), export={"vendor": job.vendor, "job_id": job.job_id})
+        self.manifest_uri = landing.uri
+        hooks: dict[str, ExportHook] = {}
+        files = self.ordered(job.files)
+        self.log.info("Landing %d file(s) of %s job %s into %s", len(files), job.vendor, job.job_id, writer.uri(f"{(self.prefix or '').strip('/')}/".lstrip("/")))
+        try:
+            landing.open()
+            for file in files:
+                hook = hooks.get(file.conn_id or job.conn_id)
+                if hook is None:
+                    hook = hooks[file.conn_id or job.conn_id] = self.make_hook(job, file)
+                landing.add(stage_file(
+                    hook, file, writer, key=self.key_for(file), convert=self.convert, decompress=self.decompress,
+                    part_size=self.part_size, batch_rows=self.batch_rows, row_group_rows=self.row_group_rows,
+                    count_rows=self.count_rows,
+                ))
+            return landing.commit()
+        except BaseException:
+            landing.abort()
+            raise
+        finally:
+            tracker.close()
+            for hook in hooks.values():
+                hook.close()
 
     def make_hook(self, job: ExportJob, file: ExportFile) -> ExportHook:
         assert job.hook_class
@@ -239,9 +322,9 @@ class ExportTransferOperator(BaseOperator):
         return OperatorLineage(inputs=[], outputs=outputs)
 
     def on_kill(self) -> None:
-        """Abort the upload in progress: no final object and no open multipart upload survive a kill.
+        """Abort the uploads in progress and staged: nothing of the export is published, no upload stays open.
 
-        (A SIGKILLed worker cannot clean up; the retry aborts what it left for the same key.)
+        (A SIGKILLed worker cannot clean up; the retry aborts the uploads it recorded, see StoreTracker.)
         """
         if self._writer is not None and self._writer.active:
             self.log.warning("killed while landing: aborting %d upload(s) in progress", len(self._writer.active))

@@ -10,9 +10,10 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_export_providers.core.errors import VendorAuthError, VendorHTTPError
+from airflow_export_providers.core.errors import ExportInputError, VendorAuthError, VendorHTTPError
 from airflow_export_providers.core.hook import import_hook
 from airflow_export_providers.core.redact import redact_text
+from airflow_export_providers.core.validate import one_of, poll_sleep, positive_seconds
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +28,10 @@ class ExportJobTrigger(BaseTrigger):
 
     ``mode="ready"`` is for sensors of things that are not jobs: the event fires as soon as the
     hook's job is not PENDING (e.g. an MX snapshot that lists its files).
+
+    The arguments are checked here too, since the triggerer rebuilds a trigger from its stored
+    kwargs: ``poll_interval`` > 0, ``deadline`` epoch seconds or None. A sleep between two status
+    reads lasts at most ``MAX_POLL_INTERVAL`` (one hour) and never runs past the deadline.
     """
 
     def __init__(
@@ -41,13 +46,18 @@ class ExportJobTrigger(BaseTrigger):
         mode: str = "final",
     ) -> None:
         super().__init__()
+        for field, value in (("hook_class", hook_class), ("conn_id", conn_id), ("job_id", job_id)):
+            if not isinstance(value, str) or not value:
+                raise ExportInputError(f"{field}: expected a non-empty string, got {value!r}")
+        if hook_kwargs is not None and not isinstance(hook_kwargs, dict):
+            raise ExportInputError(f"hook_kwargs: expected a dict or None, got {type(hook_kwargs).__name__}")
         self.hook_class = hook_class
         self.conn_id = conn_id
         self.job_id = job_id
-        self.poll_interval = float(poll_interval)
-        self.deadline = deadline
+        self.poll_interval = positive_seconds(poll_interval, "poll_interval")
+        self.deadline = None if deadline is None else positive_seconds(deadline, "deadline")
         self.hook_kwargs = dict(hook_kwargs or {})
-        self.mode = mode
+        self.mode = one_of(mode, "mode", ("final", "ready"))
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -101,10 +111,7 @@ class ExportJobTrigger(BaseTrigger):
                         self._event("timeout", message=f"job {self.job_id} not finished by its deadline", job=job.to_dict() if job else None)
                     )
                     return
-                sleep_for = self.poll_interval
-                if self.deadline is not None:
-                    sleep_for = max(0.0, min(sleep_for, self.deadline - now))
-                await asyncio.sleep(sleep_for)
+                await asyncio.sleep(poll_sleep(self.poll_interval, self.deadline, now))
         finally:
             await hook.aclose()
 

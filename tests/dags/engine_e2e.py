@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from airflow.sdk import DAG, CronDataIntervalTimetable
+from airflow.sdk import DAG
 
+from airflow_export_providers.core.compat import CronDataIntervalTimetable
 from airflow_export_providers.operators.pond import PondSnapshotOperator
 from airflow_export_providers.transfers.export_to_s3 import ExportToS3Operator
 

@@ -3,8 +3,9 @@
 ``params.fail_after_submit``: the export task's first try fails after its vendor job was submitted
 (a worker lost while waiting); the retry must resume that job, not submit another.
 ``params.kill_mid_upload``: the landing task's first try dies part-way through uploading the last
-file, leaving what a SIGKILLed worker leaves on S3 (an open multipart upload holding the bytes sent
-so far, plus any file it had already committed); the retry must land every file exactly once.
+file, leaving what a SIGKILLed worker leaves on S3 (open multipart uploads for every file it had
+staged, the last one holding the bytes sent so far); the retry must abort them and land every file
+exactly once.
 Everything else (HTTP faults, failed jobs, expiring tokens) is injected into the sandbox by the test.
 
 The DAGs exist only while ``FAULT_MATRIX_DAGS=1`` (set by tests/integration/test_fault_matrix.py):
@@ -17,8 +18,9 @@ import os
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from airflow.sdk import DAG, CronDataIntervalTimetable
+from airflow.sdk import DAG
 
+from airflow_export_providers.core.compat import CronDataIntervalTimetable
 from airflow_export_providers.core.errors import ExportError
 from airflow_export_providers.operators.indicative import IndicativeSegmentExportOperator
 from airflow_export_providers.operators.leanplum import LeanplumExportOperator
@@ -70,10 +72,11 @@ class KillMidUploadOnceToS3(ExportToS3Operator):
 
             def write(data: bytes) -> None:
                 real_write(data)
-                # SIGKILL here: S3 keeps the multipart upload this worker had opened, with what it sent.
-                client = writer.client
-                mpu = client.create_multipart_upload(Bucket=writer.bucket, Key=key)
-                client.upload_part(Bucket=writer.bucket, Key=key, UploadId=mpu["UploadId"], PartNumber=1, Body=data)
+                upload.finish()  # what was read so far goes up: S3 holds this try's open multipart upload
+                # SIGKILL here: no clean-up of this try runs, so every upload it staged stays open on S3
+                # (each recorded in the task_state_store when it was opened, for the retry to abort)
+                for staged in list(writer.active):
+                    staged.abort = lambda: None  # type: ignore[method-assign]
                 raise WorkerLost(f"simulated SIGKILL of the worker while uploading {key}")
 
             upload.write = write  # type: ignore[method-assign]

@@ -2,11 +2,13 @@
 
 ``landing_e2e_literal``: an ExportJob given as a literal dict, landed into S3 as it is and into Azure
 Blob as Parquet. ``landing_e2e_conf``: the ExportJob comes from ``dag_run.conf`` (watermark tests).
+``landing_e2e_both``: the ExportJob from ``dag_run.conf`` into S3 and Azure Blob (re-runs).
+``landing_e2e_retry_s3`` / ``landing_e2e_retry_blob``: one transfer with a retry (a failed try, then its retry).
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from airflow.sdk import DAG
 
@@ -48,3 +50,17 @@ with DAG("landing_e2e_conf", schedule=None, start_date=datetime(2026, 1, 1, tzin
         bucket="{{ dag_run.conf['bucket'] }}",
         prefix="wm/{{ ds }}",
     )
+
+with DAG("landing_e2e_both", schedule=None, start_date=datetime(2026, 1, 1, tzinfo=timezone.utc)) as both_dag:
+    ExportToS3Operator(task_id="to_s3", export="{{ dag_run.conf['export'] | tojson }}", bucket="{{ dag_run.conf['bucket'] }}",
+                       prefix="rerun/{{ ds }}")
+    ExportToAzureBlobOperator(task_id="to_blob", export="{{ dag_run.conf['export'] | tojson }}",
+                              container="{{ dag_run.conf['bucket'] }}", prefix="rerun/{{ ds }}")
+
+RETRY = {"retries": 1, "retry_delay": timedelta(seconds=0)}
+with DAG("landing_e2e_retry_s3", schedule=None, start_date=datetime(2026, 1, 1, tzinfo=timezone.utc)) as retry_s3_dag:
+    ExportToS3Operator(task_id="land", export="{{ dag_run.conf['export'] | tojson }}", bucket="{{ dag_run.conf['bucket'] }}",
+                       prefix="retry/{{ ds }}", **RETRY)
+with DAG("landing_e2e_retry_blob", schedule=None, start_date=datetime(2026, 1, 1, tzinfo=timezone.utc)) as retry_blob_dag:
+    ExportToAzureBlobOperator(task_id="land", export="{{ dag_run.conf['export'] | tojson }}",
+                              container="{{ dag_run.conf['bucket'] }}", prefix="retry/{{ ds }}", **RETRY)

@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from airflow.sdk import DAG, CronDataIntervalTimetable
+from airflow.sdk import DAG
 
+from airflow_export_providers.core.compat import CronDataIntervalTimetable
 from airflow_export_providers.operators.pond import PondSnapshotOperator
 
 

@@ -77,6 +77,7 @@ def test_trigger_runs_in_the_triggerer_and_survives_its_restart(stack: AirflowSt
     assert stack.wait_run("pond_e2e_deferred", run_id, timeout=180) == "success"
     assert snapshots_of_the_day() == 1, "exactly one vendor job for the whole run"
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket="e2e-landing", Prefix="pond/2026-11-09/").get("Contents", [])]
+    keys.remove("pond/2026-11-09/_manifest.json")  # the landing manifest (docs/transfers.md)
     assert keys and len(keys) == len(set(keys)) and all(k.startswith("pond/2026-11-09/event_") for k in keys), keys
     assert not s3.list_multipart_uploads(Bucket="e2e-landing").get("Uploads")
 
@@ -119,9 +120,14 @@ VENDOR_LABELS = {
 
 
 def test_add_connection_form_in_a_real_browser(stack: AirflowStack) -> None:
-    """Headless Chromium on the real UI: each connection type is offered and shows its labelled fields."""
+    """Headless Chromium on the real UI: each connection type is offered, shows its labelled standard
+    fields, and its Extra Fields section shows every extra (its own and the common ones) with its
+    label, description and example (Airflow 3.3 offers a field's examples as suggestions of the input)."""
     from playwright.sync_api import sync_playwright
 
+    import airflow_export_providers as pkg
+
+    forms = {c["hook-name"]: c for c in pkg.CONNECTION_TYPES}
     artefacts = ROOT / "test-artifacts"
     artefacts.mkdir(exist_ok=True)
     base = stack.api.rsplit("/api/v2", 1)[0]
@@ -145,6 +151,24 @@ def test_add_connection_form_in_a_real_browser(stack: AirflowStack) -> None:
                 shown = [text.strip() for text in page.locator("label").all_inner_texts()]
                 for label in labels:
                     assert label in shown, f"{hook_name}: label {label!r} missing from {shown}"
+                # the standard fields' placeholders (ui-field-behaviour.placeholders)
+                host = forms[hook_name]["ui-field-behaviour"]["placeholders"]["host"]
+                assert page.locator(f"input[placeholder='{host}']").count() == 1, f"{hook_name}: host placeholder {host!r} missing"
+
+                extra = forms[hook_name]["conn-fields"]
+                first = next(iter(extra))
+                if not page.locator(f"#element_{first}").is_visible():
+                    page.get_by_role("button", name="Extra Fields", exact=True).click()
+                page.locator(f"#element_{first}").wait_for(state="visible", timeout=10_000)
+                shown = [text.strip() for text in page.locator("label").all_inner_texts()]
+                body = page.locator("body").inner_text()
+                for name, field in extra.items():
+                    assert field["label"] in shown, f"{hook_name}: extra field label {field['label']!r} missing from {shown}"
+                    assert field["description"] in body, f"{hook_name}: description of {name} missing"
+                    box = page.locator(f"#element_{name}")
+                    assert box.get_attribute("placeholder") == "Start typing to see options", f"{hook_name}: {name} has no hint"
+                    suggested = page.locator(f"#list_{name} option").evaluate_all("els => els.map(e => e.value)")
+                    assert suggested == field["schema"]["examples"], f"{hook_name}: {name} suggests {suggested}"
                 page.screenshot(path=str(artefacts / f"connection-form-{hook_name.split(' ')[0].lower()}.png"), full_page=True)
         finally:
             browser.close()

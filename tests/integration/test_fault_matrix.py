@@ -146,7 +146,8 @@ class Cell:
         assert job and job["state"] == "SUCCESS" and job["files"], job
         s3 = self.moto.client()
         objects = s3.list_objects_v2(Bucket=fm.BUCKET, Prefix=self.prefix + "/").get("Contents", [])
-        landed = {o["Key"]: s3.get_object(Bucket=fm.BUCKET, Key=o["Key"])["Body"].read() for o in objects}
+        landed = {o["Key"]: s3.get_object(Bucket=fm.BUCKET, Key=o["Key"])["Body"].read() for o in objects
+                  if o["Key"] != f"{self.prefix}/_manifest.json"}  # the landing manifest (docs/transfers.md)
         expected = {f"{self.prefix}/{f['name']}": fm.source_bytes(self.state, self.vendor, job, f, self.moto, self.azurite)
                     for f in job["files"]}
         assert sorted(landed) == sorted(expected), "exactly the export's files, once each"
@@ -422,7 +423,8 @@ def c_streaming_watermark(c: Cell) -> None:
     assert redo.extra["start_time"] == kept + 1 and redo.job_id != lost.job_id, "the same range, exported again"
     assert mark() == {"value": redo.extra["end_time"]}
     objects = s3.list_objects_v2(Bucket="lp-stream", Prefix=f"{var}/{again.run_id}/").get("Contents", [])
-    landed = {o["Key"].rsplit("/", 1)[-1]: s3.get_object(Bucket="lp-stream", Key=o["Key"])["Body"].read() for o in objects}
+    landed = {o["Key"].rsplit("/", 1)[-1]: s3.get_object(Bucket="lp-stream", Key=o["Key"])["Body"].read() for o in objects
+              if not o["Key"].endswith("/_manifest.json")}
     data = c.state.jobs[redo.job_id].data
     assert landed == {f.name: data["files"][data["order"][int(f.key)]] for f in redo.files}, "byte for byte, once"
     lost_range = {s["sessionId"] for _a, s in lp_sandbox.source(c.state).sessions_between(kept + 1, lost.extra["end_time"])}

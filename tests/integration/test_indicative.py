@@ -478,7 +478,7 @@ def test_dynamic_segments_dag_maps_one_export_per_segment(
     prefix = f"indicative/segments/{DS_MAPPED[deferrable].strftime('%Y-%m-%d')}/"
     listed = s3.list_objects_v2(Bucket="analytics-landing", Prefix=prefix).get("Contents", [])
     expected = {f"{prefix}{segment_slug(s['name'])}-{s['segmentId'][:8]}.csv": s["segmentId"] for s in dynamic}
-    assert {o["Key"] for o in listed} == set(expected)
+    assert {o["Key"] for o in listed} == {*expected, f"{prefix}_manifest.json"}  # + the landing manifest
     for key, seg_id in expected.items():
         assert s3.get_object(Bucket="analytics-landing", Key=key)["Body"].read() == sb.segment_csv(seg_id)
 

@@ -13,7 +13,6 @@ import hashlib
 import io
 import json
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pyarrow.parquet as pq
@@ -21,74 +20,12 @@ import pytest
 
 from airflow_export_providers.core.errors import ExportInputError, VerificationError
 from airflow_export_providers.core.landing import MiB, land_file
-from airflow_export_providers.transfers.export_to_azure_blob import AzureBlobWriter
 from airflow_export_providers.transfers.export_to_s3 import S3Writer
 from tests.support.avro_samples import avro_gz, record
-from tests.support.files_hook import FilesHook, export_file, random_bytes, set_files_connection
+from tests.support.destinations import PART, Dest, put
+from tests.support.files_hook import FilesHook, export_file, random_bytes
 
-PART = 5 * MiB  # moto enforces S3's 5 MiB minimum for every part but the last
-
-
-class Dest:
-    """One destination (an S3 bucket or an Azure container) created for one test."""
-
-    def __init__(self, kind: str, name: str, writer: Any, raw: Any) -> None:
-        self.kind, self.name, self.writer, self.raw = kind, name, writer, raw
-
-    def read(self, key: str) -> bytes:
-        if self.kind == "s3":
-            return bytes(self.raw.get_object(Bucket=self.name, Key=key)["Body"].read())
-        return bytes(self.raw.get_blob_client(key).download_blob().readall())
-
-    def keys(self) -> list[str]:
-        if self.kind == "s3":
-            return [o["Key"] for o in self.raw.list_objects_v2(Bucket=self.name).get("Contents", [])]
-        return [b.name for b in self.raw.list_blobs()]
-
-    def exists(self, key: str) -> bool:
-        return key in self.keys()
-
-    def parts_or_blocks(self, key: str) -> int:
-        if self.kind == "s3":
-            etag = self.raw.head_object(Bucket=self.name, Key=key)["ETag"].strip('"')
-            return int(etag.split("-")[1]) if "-" in etag else 1
-        committed, _ = self.raw.get_blob_client(key).get_block_list("committed")
-        return len(committed)
-
-    def pending_uploads(self) -> list[str]:
-        """S3: multipart uploads still open (nothing else may linger after a failure)."""
-        if self.kind == "s3":
-            return [u["Key"] for u in self.raw.list_multipart_uploads(Bucket=self.name).get("Uploads", [])]
-        return []
-
-
-@pytest.fixture
-def files(sandbox: Any, sandbox_state: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
-    set_files_connection(monkeypatch, sandbox)
-    return sandbox_state
-
-
-@pytest.fixture(params=["s3", "azure"])
-def dest(request: pytest.FixtureRequest) -> Iterator[Dest]:
-    name = f"land-{uuid.uuid4().hex[:12]}"
-    if request.param == "s3":
-        moto = request.getfixturevalue("moto_s3")
-        request.getfixturevalue("aws_conn")
-        client = moto.client()
-        client.create_bucket(Bucket=name)
-        yield Dest("s3", name, S3Writer(name, "aws_default", part_size=PART), client)
-    else:
-        azurite = request.getfixturevalue("azurite")
-        request.getfixturevalue("wasb_conn")
-        container = azurite.service().create_container(name)
-        yield Dest("azure", name, AzureBlobWriter(name, "wasb_default", block_size=PART), container)
-
-
-def put(state: Any, data: bytes, name: str | None = None) -> str:
-    name = name or f"f-{uuid.uuid4().hex[:10]}"
-    state.files[name] = data
-    return name
-
+pytest_plugins = ("tests.support.destination_fixtures",)  # the `dest` (S3 and Azure) and `files` fixtures
 
 @pytest.mark.parametrize("concurrency", [1, 3])
 def test_file_bigger_than_several_parts(files: Any, dest: Dest, concurrency: int) -> None:
@@ -245,13 +182,81 @@ def test_verification_failure_leaves_nothing(files: Any, dest: Dest, wrong: str)
     assert dest.pending_uploads() == []  # the multipart upload was aborted, not orphaned
 
 
-def test_orphaned_upload_of_a_killed_try_is_aborted(files: Any, dest: Dest) -> None:
+class ListTracker:
+    """What a transfer keeps in its task_state_store: the server-side uploads its try has open."""
+
+    def __init__(self) -> None:
+        self.open: list[tuple[str, str]] = []
+
+    def started(self, key: str, token: str) -> None:
+        self.open.append((key, token))
+
+    def ended(self, key: str, token: str) -> None:
+        self.open.remove((key, token))
+
+
+def test_retry_aborts_only_the_uploads_its_killed_try_recorded(files: Any, dest: Dest) -> None:
     if dest.kind != "s3":
-        pytest.skip("Azure has no open upload object: uncommitted blocks are replaced by the next commit")
-    dest.raw.create_multipart_upload(Bucket=dest.name, Key="k/killed.bin")  # what a SIGKILLed worker leaves
+        pytest.skip("Azure has no open upload object: uncommitted blocks are discarded by the next commit")
+    key = "k/killed.bin"
+    other = dest.raw.create_multipart_upload(Bucket=dest.name, Key=key)["UploadId"]  # another run's live upload
+    killed = dest.writer  # the killed try: its writer recorded the upload it opened, then the worker vanished
+    killed.tracker = tracker = ListTracker()
+    upload = killed.begin(key)
+    upload.write(random_bytes(PART + 10, seed=40))  # one part goes up, so S3 holds an open upload
+    assert len(tracker.open) == 1 and tracker.open[0][0] == key
+    retry = S3Writer(dest.name, "aws_default", part_size=PART)
+    retry.abort_left_over(list(tracker.open))
     data = random_bytes(1000, seed=4)
-    land_file(FilesHook(), export_file(put(files, data, "killed.bin"), data), dest.writer, prefix="k")
-    assert dest.pending_uploads() == [] and dest.read("k/killed.bin") == data
+    land_file(FilesHook(), export_file(put(files, data, "killed.bin"), data), retry, prefix="k")
+    assert [u["UploadId"] for u in dest.raw.list_multipart_uploads(Bucket=dest.name).get("Uploads", [])] == [other]
+    assert dest.read(key) == data
+    # the other run's upload was not touched: it still takes parts and completes
+    part = dest.raw.upload_part(Bucket=dest.name, Key=key, UploadId=other, PartNumber=1, Body=b"theirs")
+    dest.raw.complete_multipart_upload(Bucket=dest.name, Key=key, UploadId=other,
+                                       MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]})
+    assert dest.read(key) == b"theirs"
+
+
+def test_a_second_landing_of_one_key_neither_kills_nor_mixes_with_the_first(files: Any, dest: Dest) -> None:
+    """Issue 16 points 1 and 2: two uploads of one key at once, the second one committed first.
+
+    S3: the first upload is left alone and its later commit wins, whole. Azure: block ids are per
+    upload, so the blob is never a mix; the first upload's commit finds its blocks discarded by the
+    other commit and fails cleanly, the blob stays the second upload's bytes.
+    """
+    key = f"same/{uuid.uuid4().hex[:6]}.bin"
+    first_bytes, second_bytes = random_bytes(3 * PART + 7, seed=41), random_bytes(3 * PART + 7, seed=42)
+    first = dest.writer.begin(key)
+    first.write(first_bytes[: 2 * PART + 1])  # two parts / blocks staged
+    name = put(files, second_bytes)
+    land_file(FilesHook(), export_file(name, second_bytes), dest.new_writer(), key=key)
+    assert dest.read(key) == second_bytes
+    first.write(first_bytes[2 * PART + 1:])
+    if dest.kind == "s3":
+        first.commit()
+        assert dest.read(key) == first_bytes
+        assert dest.pending_uploads() == []
+    else:
+        from airflow_export_providers.core.errors import ExportError
+
+        with pytest.raises(ExportError, match="another upload of this blob was committed"):
+            first.commit()
+        assert dest.read(key) == second_bytes  # intact: one source, not a mix
+        committed, uncommitted = dest.raw.get_blob_client(key).get_block_list("all")
+        ids = [b.id for b in committed]
+        assert len(set(ids)) == len(ids) == 4 and len({len(i) for i in ids}) == 1
+
+
+@pytest.mark.parametrize("name", ["../../etc/passwd", "a/../../b", "/abs.csv", "", "a//b", "./a", "a\\..\\b", "a/\x00b", "dir/"])
+def test_names_that_leave_the_prefix_are_refused(files: Any, dest: Dest, name: str) -> None:
+    data = b"x"
+    files.files[name or "empty"] = data
+    before = len(files.requests)
+    with pytest.raises(ExportInputError, match=r"file name .*: it (is|has|contains) .*a landed name must be a relative path"):
+        land_file(FilesHook(), export_file(name, data), dest.writer, prefix="p")
+    assert len(files.requests) == before, "refused before the file was opened"
+    assert dest.keys() == [] and dest.pending_uploads() == []
 
 
 def test_non_avro_with_convert_is_refused(files: Any, dest: Dest) -> None:

@@ -396,7 +396,8 @@ def ensure_bucket(moto_s3: Any, bucket: str) -> None:
 
 def landed(moto_s3: Any, bucket: str, prefix: str) -> dict[str, bytes]:
     s3 = moto_s3.client()
-    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])]
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])
+            if not o["Key"].endswith("/_manifest.json")]  # the landing manifest (docs/transfers.md)
     return {k: s3.get_object(Bucket=bucket, Key=k)["Body"].read() for k in keys}
 
 

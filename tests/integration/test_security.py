@@ -626,7 +626,7 @@ def _deferring_operators() -> dict[str, Any]:
 @pytest.mark.timeout(120)
 def test_trigger_kwargs_events_and_xcom_of_a_deferral_hold_no_secret(all_vendors: Any, vendor: str) -> None:
     """What the triggerer stores (serialize()), the event it hands back and the XCom carry no credential."""
-    from airflow.sdk.exceptions import TaskDeferred
+    from airflow.providers.common.compat.sdk import TaskDeferred
 
     from airflow_export_providers.sandbox.mx import add_snapshot
 

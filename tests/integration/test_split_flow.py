@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from airflow.sdk.exceptions import TaskDeferred
+from airflow.providers.common.compat.sdk import TaskDeferred
 
 from airflow_export_providers.core.errors import ExportJobFailed
 from airflow_export_providers.core.job import ExportJob, JobState
@@ -70,7 +70,8 @@ def case(request: pytest.FixtureRequest, sandbox: Any, sandbox_state: Any, vendo
 
 def landed(moto_s3: Any, prefix: str) -> dict[str, bytes]:
     s3 = moto_s3.client()
-    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix=prefix + "/").get("Contents", [])]
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix=prefix + "/").get("Contents", [])
+            if o["Key"] != f"{prefix}/_manifest.json"]  # the landing manifest (docs/transfers.md)
     return {k[len(prefix) + 1:]: s3.get_object(Bucket=BUCKET, Key=k)["Body"].read() for k in keys}
 
 
@@ -234,7 +235,8 @@ def test_example_dag_start_sensor_transfer_lands_the_days_snapshot(sandbox_state
     href = xcom(dag_run, "start_snapshot")
     assert isinstance(href, str) and ExportJob.from_dict(xcom(dag_run, "wait_for_snapshot")).job_id == href
     prefix = "pond/split/2026-06-01"
-    keys = [o["Key"] for o in s3.list_objects_v2(Bucket="analytics-landing", Prefix=prefix + "/").get("Contents", [])]
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket="analytics-landing", Prefix=prefix + "/").get("Contents", [])
+            if o["Key"] != f"{prefix}/_manifest.json"]  # the landing manifest (docs/transfers.md)
     got = {k[len(prefix) + 1:]: s3.get_object(Bucket="analytics-landing", Key=k)["Body"].read() for k in keys}
     assert got == {f"{pond_sandbox.item_name('event', i)}.csv": pond_sandbox.generate_csv("event", start, end, i, 40 + 7 * i)
                    for i in range(3)}

@@ -14,9 +14,10 @@ import pytest
 
 from tests.support.airflow import load_dag, run_dag, task_states, xcom
 from tests.support.avro_samples import avro_gz
-from tests.support.files_hook import export_file, export_job, set_files_connection
+from tests.support.files_hook import export_file, export_job, random_bytes, set_files_connection
 
 WM_VARIABLE = "landing_e2e_watermark"
+pytest_plugins = ("tests.support.destination_fixtures",)  # records the landing cells of docs/reliability.md
 
 
 @pytest.fixture
@@ -104,7 +105,7 @@ def test_watermark_moves_only_after_every_file_landed(stack: Any, moto_s3: Any) 
     assert task_states(run) == {"to_s3": "failed"}
     assert _stored_watermark() == 100
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
-    assert keys == ["wm/2026-03-02/wm-a.csv.gz"]  # the verified file landed, the bad one did not
+    assert keys == []  # the first file verified, but nothing of a failed export is published
 
     ok_job = export_job([
         export_file("wm-a.csv.gz", good, rows=2, row_format="csv", compression="gzip"),
@@ -115,3 +116,88 @@ def test_watermark_moves_only_after_every_file_landed(stack: Any, moto_s3: Any) 
     assert task_states(run) == {"to_s3": "success"}
     assert _stored_watermark() == 200
     assert len(xcom(run, "to_s3")) == 2
+
+
+def _landed(moto_s3: Any, azurite: Any, name: str, prefix: str) -> dict[str, dict[str, bytes]]:
+    """What is under ``prefix`` in the bucket and in the container called ``name``."""
+    s3 = moto_s3.client()
+    out: dict[str, dict[str, bytes]] = {"s3": {}, "azure": {}}
+    for o in s3.list_objects_v2(Bucket=name, Prefix=prefix + "/").get("Contents", []):
+        out["s3"][o["Key"][len(prefix) + 1:]] = s3.get_object(Bucket=name, Key=o["Key"])["Body"].read()
+    container = azurite.service().get_container_client(name)
+    for blob in container.list_blobs(name_starts_with=prefix + "/"):
+        out["azure"][blob.name[len(prefix) + 1:]] = container.download_blob(blob.name).readall()
+    return out
+
+
+def _destination(moto_s3: Any, azurite: Any) -> str:
+    name = f"rerun-{uuid.uuid4().hex[:10]}"
+    moto_s3.client().create_bucket(Bucket=name)
+    azurite.service().create_container(name)
+    return name
+
+
+def _named_after_the_job(state: Any, job_id: str, sizes: list[int], seed: int) -> dict[str, bytes]:
+    data = {f"{job_id}-{n}.json": random_bytes(size, seed=seed + n) for n, size in enumerate(sizes)}
+    state.files.update(data)
+    return data
+
+
+def _manifest_of(objects: dict[str, bytes]) -> dict[str, Any]:
+    """The one part of the manifest (one landing task writes the prefix), taken out of ``objects``."""
+    parts = json.loads(objects.pop("_manifest.json"))["parts"]
+    assert len(parts) == 1, parts
+    return dict(next(iter(parts.values())))
+
+
+def test_rerun_of_a_landed_day_leaves_one_copy_of_the_new_export(stack: Any, moto_s3: Any, azurite: Any) -> None:
+    """Issue 16 point 3 in Airflow: the same day run twice, file names carrying the job id (as Leanplum's do)."""
+    name = _destination(moto_s3, azurite)
+    dag = load_dag("landing_e2e.py", "landing_e2e_both", folder="tests/dags")
+    day = datetime(2026, 3, 4, tzinfo=timezone.utc)
+    first = _named_after_the_job(stack, "export_1", [6 * 1024 * 1024, 300, 400], seed=1)
+    job = export_job([export_file(n, b) for n, b in first.items()], job_id="export_1")
+    run = run_dag(dag, logical_date=day, run_conf={"export": job.to_dict(), "bucket": name})
+    assert task_states(run) == {"to_s3": "success", "to_blob": "success"}
+    second = _named_after_the_job(stack, "export_2", [500, 9 * 1024 * 1024], seed=10)
+    job = export_job([export_file(n, b) for n, b in second.items()], job_id="export_2")
+    again = run_dag(dag, logical_date=day, run_conf={"export": job.to_dict(), "bucket": name})
+    assert task_states(again) == {"to_s3": "success", "to_blob": "success"}
+    for where, objects in _landed(moto_s3, azurite, name, "rerun/2026-03-04").items():
+        manifest = _manifest_of(objects)
+        assert objects == second, f"{where}: exactly the second export, nothing of the first"
+        assert manifest["state"] == "complete" and manifest["by"]["run_id"] == again.run_id
+        assert manifest["export"] == {"vendor": "files", "job_id": "export_2"}
+    assert moto_s3.client().list_multipart_uploads(Bucket=name).get("Uploads", []) == []
+
+
+def _tries(run: Any, task_id: str) -> int:
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        ti = session.query(TaskInstance).filter_by(dag_id=run.dag_id, run_id=run.run_id, task_id=task_id).one()
+        return int(ti.try_number)
+
+
+@pytest.mark.parametrize("where", ["s3", "azure"])
+def test_a_failed_export_publishes_nothing_and_a_retry_lands_it_whole(stack: Any, moto_s3: Any, azurite: Any, where: str) -> None:
+    """Issue 16 point 5 in Airflow: file 2 of 2 fails (HTTP 500 past the hook's 3 attempts)."""
+    name = _destination(moto_s3, azurite)
+    dag = load_dag("landing_e2e.py", "landing_e2e_retry_s3" if where == "s3" else "landing_e2e_retry_blob", folder="tests/dags")
+    day = datetime(2026, 3, 5, tzinfo=timezone.utc)
+    data = _named_after_the_job(stack, f"export_{where}", [9 * 1024 * 1024, 700], seed=20)
+    conf = {"export": export_job([export_file(n, b) for n, b in data.items()], job_id="export_r").to_dict(), "bucket": name}
+    second = f"/files/{list(data)[1]}$"
+    stack.add_fault(path=second, status=500, times=6)  # both tries fail on file 2
+    run = run_dag(dag, logical_date=day, run_conf=conf)
+    assert task_states(run) == {"land": "failed"} and _tries(run, "land") == 2
+    assert _landed(moto_s3, azurite, name, "retry/2026-03-05")[where] == {}, "no file 1, no manifest: nothing reads as complete"
+    assert moto_s3.client().list_multipart_uploads(Bucket=name).get("Uploads", []) == []
+    stack.clear_faults()
+    stack.add_fault(path=second, status=500, times=3)  # the first try fails on file 2, its retry does not
+    run = run_dag(dag, logical_date=day, run_conf=conf)
+    assert task_states(run) == {"land": "success"} and _tries(run, "land") == 2
+    objects = _landed(moto_s3, azurite, name, "retry/2026-03-05")[where]
+    assert _manifest_of(objects)["state"] == "complete" and objects == data
+    assert moto_s3.client().list_multipart_uploads(Bucket=name).get("Uploads", []) == []

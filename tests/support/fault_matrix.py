@@ -268,6 +268,9 @@ def render(results: dict[str, Any]) -> str:
         "exports the same range again and lands it.",
         "",
     ]
+    from tests.support import landing_matrix
+
+    lines += [*landing_matrix.render_section(), ""]  # the landing cells (concurrency, re-runs), recorded by their own tests
     return "\n".join(lines)
 
 

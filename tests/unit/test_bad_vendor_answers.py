@@ -678,7 +678,7 @@ def test_valid_transfer_parameters_land_the_file(landing_target: Any) -> None:
     ExportToS3Operator(task_id="land", export=landing_target.job, bucket=landing_target.name, prefix="final",
                        asset_alias=False).execute({})
     keys = [o["Key"] for o in landing_target.s3.list_objects_v2(Bucket=landing_target.name)["Contents"]]
-    assert keys == [f"final/{landing_target.name}.csv"]
+    assert sorted(keys) == sorted([f"final/{landing_target.name}.csv", "final/_manifest.json"])  # the file, the landing manifest
 
 
 @pytest.mark.parametrize("target", ["s3", "azure"])

@@ -192,7 +192,8 @@ def test_dockerfile_installs_the_provider_and_the_celery_drivers_with_the_pins()
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert dockerfile.startswith("# ") and "FROM apache/airflow:3.3" in dockerfile
     install = dockerfile[dockerfile.index("RUN pip install"):]
-    assert "-c /opt/provider/constraints.txt" in install and "/opt/provider[parquet]" in install
+    assert "-c /opt/provider/constraints.txt" in install and "/opt/provider[all]" in install
+    assert "LICENSE NOTICE" in dockerfile, "the build needs the license files pyproject.toml names"
     pins = {line.split("==")[0].lower() for line in (ROOT / "constraints.txt").read_text().splitlines() if "==" in line}
     for package in ("apache-airflow-providers-celery", "psycopg2-binary", "asyncpg"):
         assert package in install and package in pins, package

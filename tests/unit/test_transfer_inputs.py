@@ -83,3 +83,91 @@ def test_outlets_carry_an_asset_alias() -> None:
 
     assert any(isinstance(o, AssetAlias) and o.name == "export-landing/no-dag/t" for o in s3().outlets)
     assert not s3(asset_alias=False).outlets
+
+
+# ---- storage options (issue 18) -------------------------------------------------------------------
+def azure(**kwargs: Any) -> ExportToAzureBlobOperator:
+    kwargs.setdefault("export", JOB)
+    kwargs.setdefault("container", "raw")
+    return ExportToAzureBlobOperator(task_id="t", **kwargs)
+
+
+def test_s3_options_as_the_amazon_transfers_name_them() -> None:
+    op = s3(encrypt=True, acl_policy="bucket-owner-full-control", extra_args={"Metadata": {"team": "data"}})
+    op.validate()
+    writer = op.make_writer()
+    assert writer.extra_args == {"ServerSideEncryption": "AES256", "ACL": "bucket-owner-full-control", "Metadata": {"team": "data"}}
+    kms = s3(extra_args={"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": "alias/landing", "Tagging": "a=b"})
+    assert kms.make_writer().extra_args["SSEKMSKeyId"] == "alias/landing"
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"extra_args": {"ServerSideEncyption": "AES256"}}, r"^extra_args: 'ServerSideEncyption' is not an upload argument; accepted: ACL, "),
+    ({"extra_args": "AES256"}, r"^extra_args: expected a dict"),
+    ({"extra_args": {"SSECustomerKey": "k" * 32}}, r"^extra_args: SSECustomerKey is refused: a customer-provided key is a secret"),
+    ({"extra_args": {"ContentMD5": "x"}}, r"^extra_args: 'ContentMD5' is not an upload argument"),
+    ({"extra_args": {"SSEKMSKeyId": "alias/x"}}, r"^extra_args: SSEKMSKeyId needs ServerSideEncryption='aws:kms'"),
+    ({"encrypt": "yes"}, r"^encrypt: expected True or False, got 'yes'"),
+    ({"acl_policy": "everyone"}, r"^acl_policy: 'everyone' is not a canned ACL; accepted values: None, private, public-read"),
+    ({"encrypt": True, "extra_args": {"ServerSideEncryption": "aws:kms"}}, r"^encrypt=True asks for ServerSideEncryption='AES256' but"),
+    ({"acl_policy": "private", "extra_args": {"ACL": "public-read"}}, r"^acl_policy='private' and extra_args ACL='public-read' disagree"),
+    ({"count_rows": "false"}, r"^count_rows: expected True or False, got 'false'"),
+])
+def test_bad_s3_options_are_named(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(ExportInputError, match=message):
+        s3(**kwargs).validate()
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"overwrite": False}, r"^load_options: 'overwrite' not supported; accepted keys: content_settings, metadata, tags"),
+    ({"standard_blob_tier": "Frozen"}, r"^load_options.standard_blob_tier: 'Frozen' not supported; accepted values: Hot, Cool, Cold, Archive"),
+    ({"content_settings": {"content_typ": "x"}}, r"^load_options.content_settings: 'content_typ' not supported; accepted: content_type"),
+    ({"metadata": {"n": 1}}, r"^load_options.metadata: expected a dict of strings to strings"),
+    ({"tags": "a=b"}, r"^load_options.tags: expected a dict of strings to strings"),
+    ({"encryption_scope": ""}, r"^load_options.encryption_scope: expected the name of an encryption scope"),
+    ("Hot", r"^load_options: expected a dict"),
+])
+def test_bad_azure_blob_options_are_named(options: Any, message: str) -> None:
+    with pytest.raises(ExportInputError, match=message):
+        azure(load_options=options).validate()
+
+
+def test_azure_blob_options_become_sdk_arguments() -> None:
+    from azure.storage.blob import ContentSettings, StandardBlobTier
+
+    op = azure(load_options={"content_settings": {"content_type": "text/csv"}, "metadata": {"a": "b"}, "tags": {"t": "1"},
+                             "standard_blob_tier": "Cool", "encryption_scope": "scope"})
+    op.validate()
+    options = op.make_writer().options
+    assert isinstance(options["content_settings"], ContentSettings) and options["content_settings"].content_type == "text/csv"
+    assert options["standard_blob_tier"] == StandardBlobTier.COOL
+    assert {k: options[k] for k in ("metadata", "tags", "encryption_scope")} == {"metadata": {"a": "b"}, "tags": {"t": "1"},
+                                                                               "encryption_scope": "scope"}
+
+
+def test_storage_options_are_templated() -> None:
+    op = s3(extra_args={"Metadata": {"day": "{{ ds }}"}, "Tagging": "day={{ ds }}"})
+    blob = azure(load_options={"metadata": {"day": "{{ ds }}"}})
+    assert "extra_args" in op.template_fields and "load_options" in blob.template_fields
+    for task in (op, blob):
+        task.render_template_fields({"ds": "2026-01-02"})  # type: ignore[arg-type]
+    assert op.extra_args == {"Metadata": {"day": "2026-01-02"}, "Tagging": "day=2026-01-02"}
+    assert blob.load_options == {"metadata": {"day": "2026-01-02"}}
+
+
+@pytest.mark.parametrize("name", ["../escape.csv", "/etc/passwd", "", "a/./b", "x\\..\\y"])
+def test_a_vendor_file_name_that_leaves_the_prefix_is_refused(name: str) -> None:
+    job = export_job([export_file("ok.csv"), export_file(name)], job_id="job-7").to_dict()
+    with pytest.raises(ExportInputError, match=r"^export: job job-7: file name .*a landed name must be a relative path under the prefix"):
+        s3(export=job, prefix="p").validate()
+
+
+def test_prefix_with_dot_segments_is_refused() -> None:
+    with pytest.raises(ExportInputError, match=r"^prefix: 'a/../b' has a '.' or '..' segment"):
+        s3(prefix="a/../b").validate()
+
+
+def test_a_file_named_like_the_manifest_is_refused() -> None:
+    job = export_job([export_file("_manifest.json")]).to_dict()
+    with pytest.raises(ExportError, match=r"files '<the landing manifest>' and '_manifest.json' would both land at 'p/_manifest.json'"):
+        s3(export=job, prefix="p").validate()

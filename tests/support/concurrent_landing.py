@@ -1,0 +1,54 @@
+"""A transfer task run in its own OS process, for landings that must really overlap.
+
+``land_in_process`` builds the S3 or Azure transfer operator in a child process (spawned: nothing is
+shared with the test process but the environment, i.e. the connections) and runs its ``execute``.
+The only thing added is a rendezvous: every child waits at ``barrier`` right before it claims the
+prefix, so all of them have read the prefix's state and staged every file before any publishes —
+the worst overlap two real runs can have, made certain instead of left to timing.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+
+def make_transfer(kind: str, name: str, job: dict[str, Any], prefix: str, **kwargs: Any) -> Any:
+    from airflow_export_providers.transfers.export_to_azure_blob import ExportToAzureBlobOperator
+    from airflow_export_providers.transfers.export_to_s3 import ExportToS3Operator
+    from tests.support.destinations import PART
+
+    kwargs.setdefault("part_size", PART)
+    kwargs.setdefault("asset_alias", False)
+    if kind == "s3":
+        return ExportToS3Operator(task_id="land", export=job, bucket=name, prefix=prefix, **kwargs)
+    return ExportToAzureBlobOperator(task_id="land", export=job, container=name, prefix=prefix, **kwargs)
+
+
+def task_context(run_id: str, *, dag_id: str = "contract", task_id: str = "land", try_number: int = 1,
+                 store: Any = None) -> dict[str, Any]:
+    """The parts of an Airflow context a transfer reads: who runs (``ti``) and its ``task_state_store``."""
+    ti = SimpleNamespace(dag_id=dag_id, task_id=task_id, run_id=run_id, map_index=-1, try_number=try_number)
+    return {"ti": ti, "task_state_store": store}
+
+
+def land_in_process(kind: str, name: str, job: dict[str, Any], prefix: str, run_id: str, barrier: Any, results: Any,
+                    task_id: str = "land", map_index: int = -1) -> None:
+    from airflow_export_providers.core import manifest
+
+    claim = manifest.ExportLanding._claim
+
+    def claim_together(self: Any, files: Any) -> Any:
+        barrier.wait(180)
+        return claim(self, files)
+
+    manifest.ExportLanding._claim = claim_together  # type: ignore[method-assign]
+    try:
+        context = task_context(run_id, task_id=task_id)
+        context["ti"].map_index = map_index
+        landed = make_transfer(kind, name, job, prefix).execute(context)
+        results.put((run_id, "ok", [x["uri"] for x in landed]))
+    except manifest.LandingConflict as exc:
+        results.put((run_id, "conflict", str(exc)))
+    except BaseException as exc:  # reported to the test, which fails on it
+        results.put((run_id, "error", f"{type(exc).__name__}: {exc}"))
