@@ -37,6 +37,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1200)]
 EXAMPLES = sorted(p.stem for p in (ROOT / "dags_examples").glob("*.py"))
 RUN_CONF = {"mx_snapshot": {"snapshot_guid": "CSS-1234"}}  # what the UI's trigger form asks for
 TRANSFERS = ("ExportToS3Operator", "ExportToAzureBlobOperator")
+MANIFEST = "{prefix}/_manifest.json"  # the landing manifest each prefix gets (docs/transfers.md)
 
 
 class Celery:
@@ -260,7 +261,7 @@ def test_a_worker_killed_mid_upload_retries_on_the_other_worker_and_lands_once(c
     (ti,) = celery.tis(dag_id, run_id)
     assert ti["try_number"] == 2, "the killed try failed by heartbeat timeout, the second try landed"
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=celery_e2e.BUCKET).get("Contents", [])]
-    assert keys == [celery_e2e.KEY], "landed once, under its key"
+    assert keys == sorted([celery_e2e.KEY, MANIFEST.format(prefix="worker-kill")]), "landed once, under its key"
     body = s3.get_object(Bucket=celery_e2e.BUCKET, Key=celery_e2e.KEY)["Body"].read()
     from airflow_export_providers.sandbox.server import generated_bytes
 
@@ -307,6 +308,7 @@ def test_triggerer_killed_while_deferred_resumes_the_same_vendor_job(celery: Cel
     assert {href.rsplit("/", 1)[-1]} == new_jobs, "the job that landed is that snapshot"
     interval_day = celery.api.call("GET", f"/dags/{dag_id}/dagRuns/{run_id}")["data_interval_start"][:10]
     landed = sorted(o["uri"] for o in celery.landed(dag_id, run_id))
-    keys = [o["Key"] for o in s3.list_objects_v2(Bucket="analytics-landing", Prefix=f"pond/{interval_day}/").get("Contents", [])]
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket="analytics-landing", Prefix=f"pond/{interval_day}/").get("Contents", [])
+            if o["Key"] != MANIFEST.format(prefix=f"pond/{interval_day}")]
     assert keys and landed == [f"s3://analytics-landing/{k}" for k in sorted(keys)], "each file landed once, nothing else"
     health.result()
