@@ -16,7 +16,7 @@ from typing import IO, Any, ClassVar, cast
 from urllib.parse import urlsplit
 
 import requests
-from airflow.providers.common.compat.sdk import BaseHook
+from airflow.providers.common.compat.sdk import BaseHook, conf
 
 from airflow_export_providers.core.errors import ExportInputError, VendorHTTPError
 from airflow_export_providers.core.http import (
@@ -48,13 +48,34 @@ def is_loopback(host: str | None) -> bool:
         return False
 
 
+PLAIN_HTTP_SETTING = "[export_providers] allow_plain_http_hosts"
+_warned_plain_http: set[str] = set()
+
+
+def plain_http_hosts() -> frozenset[str]:
+    """Host names an operator explicitly allowed over plain http (``[export_providers]
+    allow_plain_http_hosts``, comma-separated, exact names; env
+    ``AIRFLOW__EXPORT_PROVIDERS__ALLOW_PLAIN_HTTP_HOSTS``). Empty by default: meant for a sandbox reached
+    by a container-network name (``sandbox`` in docker-compose.yaml), never for a vendor."""
+    raw = conf.get("export_providers", "allow_plain_http_hosts", fallback="") or ""
+    return frozenset(h.strip().lower() for h in raw.split(",") if h.strip())
+
+
 def require_secure_url(url: str, field: str) -> str:
-    """Credential-bearing hosts must be https, except loopback (the sandbox, a local proxy)."""
+    """Credential-bearing hosts must be https, except loopback (the sandbox, a local proxy) and the
+    hosts named in ``[export_providers] allow_plain_http_hosts``."""
     parts = urlsplit(url)
     if parts.scheme == "https" or (parts.scheme == "http" and is_loopback(parts.hostname)):
         return url.rstrip("/")
+    host = (parts.hostname or "").lower()
+    if parts.scheme == "http" and host and host in plain_http_hosts():
+        if host not in _warned_plain_http:
+            _warned_plain_http.add(host)
+            log.warning("plain http:// to %s is allowed by %s: credentials travel unencrypted", host, PLAIN_HTTP_SETTING)
+        return url.rstrip("/")
     raise ExportInputError(
-        f"{field}: {redact_url(url)!r} must be an https:// URL (plain http:// is accepted only for loopback hosts)"
+        f"{field}: {redact_url(url)!r} must be an https:// URL (plain http:// is accepted only for loopback hosts "
+        f"and for hosts named in {PLAIN_HTTP_SETTING})"
     )
 
 

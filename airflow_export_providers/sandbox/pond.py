@@ -388,7 +388,7 @@ async def _start_gateway(app: web.Application) -> None:
     site = web.TCPSite(runner, host, int(config(state).get("gateway_port", 0)))
     await site.start()
     sockets = site._server.sockets if site._server else []  # type: ignore[union-attr,attr-defined]
-    vstate(state)["gateway_url"] = f"http://{host}:{sockets[0].getsockname()[1]}"
+    vstate(state)["gateway_url"] = state.advertised_url("http", host, sockets[0].getsockname()[1])
     app["pond_gateway"] = runner
 
 
