@@ -13,7 +13,7 @@ UV := $(BIN)/uv
 FLOOR := .venv-floor
 FLOOR_PYTEST_ARGS ?= -n 2 --dist loadfile
 
-.PHONY: help install demo test test-floor lint bench bench-quick clean constraints constraints-floor
+.PHONY: help install demo test test-floor lint bench bench-quick clean constraints constraints-floor stack stack-down stack-deps stack-os
 
 help:
 	@echo "make demo   - set everything up and run every example DAG against the local sandbox, S3 (moto) and Azurite"
@@ -21,6 +21,7 @@ help:
 	@echo "make test-floor - only the representative suite on the floor (Airflow 3.0.2, lowest declared providers)"
 	@echo "make bench  - benchmarks (make bench-quick for a fast look)"
 	@echo "make lint   - ruff + mypy"
+	@echo "make stack  - docker-compose.yaml's CeleryExecutor stack on this machine, without docker (make stack-down stops it)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -51,12 +52,39 @@ $(CHROMIUM):
 
 install: $(VENV)/.installed $(AZURITE)
 
+# ---- `make stack`: docker-compose.yaml's services as local processes (deploy/stack.py) ----------------
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+# The CeleryExecutor's Python side, pinned by constraints.txt (the Dockerfile installs the same).
+STACK_PACKAGES := apache-airflow-providers-celery psycopg2-binary asyncpg
+
+$(VENV)/.stack-installed: $(VENV)/.installed constraints.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check -c constraints.txt $(STACK_PACKAGES)
+	@touch $@
+
+# Postgres and Redis from the OS packages (Debian/Ubuntu), installed when missing, as root or through sudo.
+stack-os:
+	@if ! command -v redis-server >/dev/null || ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	  command -v apt-get >/dev/null || { echo "install PostgreSQL (initdb, postgres, psql) and redis-server"; exit 1; }; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq postgresql redis-server >/dev/null; \
+	fi
+
+stack-deps: install $(VENV)/.stack-installed stack-os
+
+# Prints the UI URL and login; reports its total time, installation included (AEP_STACK_STARTED).
+stack:
+	@start=$$(date +%s); $(MAKE) --no-print-directory stack-deps && \
+	AEP_STACK_STARTED=$$start AZURITE_BLOB=$(abspath $(AZURITE)) $(BIN)/python -m deploy.stack up
+
+stack-down:
+	$(BIN)/python -m deploy.stack down
+
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
 # Each part reports its wall time (the budget for all of `make test` is 25 minutes on 2 cores).
-test: install $(CHROMIUM) lint
+test: install $(CHROMIUM) stack-deps lint
 	@start=$$(date +%s); AZURITE_BLOB=$(abspath $(AZURITE)) $(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	echo "make test: full suite on the pinned set (Airflow 3.3) took $$(( $$(date +%s) - start ))s"; exit $$rc
 	@$(MAKE) --no-print-directory test-floor
@@ -84,7 +112,7 @@ bench-quick: install
 # Regenerate the pins (maintainers only): fresh venv, resolve, freeze.
 constraints:
 	rm -rf /tmp/aep-constraints && $(PYTHON) -m venv /tmp/aep-constraints
-	/tmp/aep-constraints/bin/pip install --quiet ".[all,test]"
+	/tmp/aep-constraints/bin/pip install --quiet ".[all,test]" $(STACK_PACKAGES)
 	/tmp/aep-constraints/bin/pip freeze --exclude airflow-export-providers > constraints.txt
 
 # Regenerate the floor pins (maintainers only): every direct dependency at the lowest version

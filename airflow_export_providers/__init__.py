@@ -70,6 +70,7 @@ CONNECTION_TYPES: list[dict[str, Any]] = [
             "auth_style": _field("Auth style", "md-api-key (Reporting API header) or basic (Platform API)", "md-api-key"),
             "list_path": _field("Listing path template", "Lists a snapshot's files by GUID", "/snapshots/{guid}/files"),
             "download_path": _field("Download path template", "Used when the listing returns file names, not URLs", "/snapshots/{guid}/files/{name}"),
+            "files_key": _field("Listing files key", "Key of the list of files when the listing holds several lists", "files"),
         },
     ),
     _connection(
@@ -109,6 +110,7 @@ CONNECTION_TYPES: list[dict[str, Any]] = [
             "app_collection": _field("App collection", "Mobile Engagement app collection", "my-app-collection"),
             "app_name": _field("App name", "Mobile Engagement app resource name", "my-app"),
             "authority_host": _field("Authority host", "Azure AD authority", "https://login.microsoftonline.com"),
+            "blob_prefix": _field("Blob prefix template", "Where the service writes a task's blobs: {task_id}, {export_type}, {description}", "{task_id}/"),
         },
     ),
 ]

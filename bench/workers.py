@@ -138,56 +138,80 @@ class _Discard:
 
 
 def avro(args: dict[str, Any]) -> dict[str, Any]:
-    """fastavro's bare decode (baseline) or core/avro.convert_avro to JSONL / Parquet, records/s."""
+    """fastavro's bare decode (baseline) or core/avro.convert_avro to JSONL / CSV / Parquet, records/s.
+
+    ``inflate``: "stdlib" reads through ``gzip.open`` (zlib), "landing" through the landing's
+    ``_Inflate`` (ISA-L when installed), as land_file does. ``columnar``: None (the default: columnar
+    when polars can read the file) or False (the row converter, as before issue 20).
+    """
     import fastavro
 
     from airflow_export_providers.core import avro as core_avro
+    from airflow_export_providers.core.landing import _Inflate
 
     path, mode = args["path"], args["mode"]
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     out = 0
-    with gzip.open(path, "rb") as fh:
+    with open(path, "rb") as raw:
+        fh: Any = gzip.open(raw, "rb") if args.get("inflate", "landing") == "stdlib" else _Inflate(raw, Path(path).name)
         if mode == "decode":
             records = 0
-            for _ in fastavro.reader(fh):
+            # _Inflate returns short reads, which fastavro takes for the end: read through full reads, as convert_avro does
+            for _ in fastavro.reader(fh) if isinstance(fh, gzip.GzipFile) else core_avro.open_avro(fh, "decode", path):
                 records += 1
         else:
             sink = _Discard()
-            records = core_avro.convert_avro(fh, sink, mode, name=Path(path).name)
+            records = core_avro.convert_avro(fh, sink, mode, name=Path(path).name, columnar=args.get("columnar"))
             out = sink.bytes
-    seconds = time.perf_counter() - t0
-    return {"seconds": seconds, "records": records, "out_bytes": out, "peak_rss": peak_rss()}
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return {"seconds": seconds, "cpu": cpu, "records": records, "out_bytes": out, "peak_rss": peak_rss()}
 
 
-def json_cost(args: dict[str, Any]) -> dict[str, Any]:
-    """Microseconds per record to JSON-encode decoded records: convert_avro's stdlib encoder vs msgspec's.
+def gunzip(args: dict[str, Any]) -> dict[str, Any]:
+    """The landing's _Inflate over a .gz file with one backend (isal or zlib), read as land_file reads it."""
+    from airflow_export_providers.core.landing import CHUNK, _Inflate
 
-    What bounds the JSONL conversion: the encoder, not the decoder (msgspec ships with Airflow).
-    """
-    import itertools
+    t0, c0 = time.perf_counter(), time.process_time()
+    out = 0
+    with open(args["path"], "rb") as raw:
+        inflater = _Inflate(raw, Path(args["path"]).name, backend=args["backend"])
+        while data := inflater.read(CHUNK):
+            out += len(data)
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return {"seconds": seconds, "cpu": cpu, "bytes": out, "peak_rss": peak_rss()}
 
-    import fastavro
-    import msgspec
 
-    from airflow_export_providers.core import avro as core_avro
+def profile(args: dict[str, Any]) -> dict[str, Any]:
+    """cProfile of one conversion (the analysis in results.md): the top functions by own time."""
+    import cProfile
+    import io
+    import pstats
 
-    with gzip.open(args["path"], "rb") as fh:
-        records = list(itertools.islice(fastavro.reader(fh), int(args.get("records", 100_000))))
-    t0 = time.perf_counter()
-    for record in records:
-        core_avro.dumps(record)
-    stdlib = time.perf_counter() - t0
-    encoder = msgspec.json.Encoder(enc_hook=core_avro.json_default)
-    t0 = time.perf_counter()
-    for record in records:
-        encoder.encode(record)
-    fast = time.perf_counter() - t0
-    return {"records": len(records), "stdlib_us": stdlib / len(records) * 1e6, "msgspec_us": fast / len(records) * 1e6}
+    import polars  # noqa: F401  imported before the profile starts: it is about the conversion, not imports
+    import pyarrow.parquet  # noqa: F401
+
+    from airflow_export_providers.core import avro_columnar
+    from airflow_export_providers.core.landing import _Inflate  # noqa: F401
+
+    def inline(groups: Any, work: Any) -> Any:  # the decode thread's work in this thread, where cProfile sees it
+        for records, blocks in groups:
+            yield records, work(blocks)
+
+    avro_columnar.ahead = inline  # type: ignore[assignment]
+    prof = cProfile.Profile()
+    prof.enable()
+    result = avro(args)
+    prof.disable()
+    text = io.StringIO()
+    pstats.Stats(prof, stream=text).sort_stats("tottime").print_stats(int(args.get("top", 12)))
+    return {**result, "profile": text.getvalue()}
 
 
 # ---- P4: triggerer -----------------------------------------------------------------------------
 def triggers(args: dict[str, Any]) -> dict[str, Any]:
     """N ExportJobTriggers in one event loop, as the triggerer runs them; lag, CPU share, RSS growth."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # thousands of triggers hold thousands of sockets
     return asyncio.run(_triggers(args))
 
 
@@ -223,7 +247,27 @@ async def _window(seconds: float, tick: float) -> tuple[list[float], list[int], 
 
 
 async def _triggers(args: dict[str, Any]) -> dict[str, Any]:
+    from airflow_export_providers.core import http as core_http
     from airflow_export_providers.triggers.export_job import ExportJobTrigger
+
+    # count every poll the triggers send and how it ended (each is one status read through the async client)
+    sent = {"sent": 0, "ok": 0, "failed": 0}
+    send = core_http.AsyncHttpClient.send
+
+    async def counted(self: Any, req: Any) -> Any:
+        sent["sent"] += 1
+        try:
+            resp = await send(self, req)
+        except asyncio.CancelledError:
+            sent["sent"] -= 1  # cut by the end of the window, not a failure
+            raise
+        except Exception:
+            sent["failed"] += 1
+            raise
+        sent["ok"] += 1
+        return resp
+
+    core_http.AsyncHttpClient.send = counted  # type: ignore[method-assign]
 
     tick = float(args.get("tick", 0.05))
     # baseline: the same loop and ticker with nothing else in it
@@ -249,6 +293,7 @@ async def _triggers(args: dict[str, Any]) -> dict[str, Any]:
     await asyncio.gather(*tasks, return_exceptions=True)
     return {
         "triggers": len(made), "events": len(events), "seconds": wall, "requests_before": polls_before,
+        "polls_sent": sent["sent"], "polls_ok": sent["ok"], "polls_failed": sent["failed"],
         "lag_p50": statistics.median(lags), "lag_p99": _pct(lags, 0.99), "lag_max": max(lags),
         "idle_lag_p50": statistics.median(idle_lags), "idle_lag_p99": _pct(idle_lags, 0.99),
         "cpu_share": cpu / wall, "idle_cpu_share": idle_cpu / idle_wall,
@@ -258,7 +303,7 @@ async def _triggers(args: dict[str, Any]) -> dict[str, Any]:
 
 
 WORKERS = {"land": land, "http_to_s3": http_to_s3, "download": download, "sdk_upload": sdk_upload, "avro": avro,
-           "json_cost": json_cost, "triggers": triggers}
+           "gunzip": gunzip, "profile": profile, "triggers": triggers}
 
 
 def main() -> None:

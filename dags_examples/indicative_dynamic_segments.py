@@ -3,7 +3,8 @@
 The list of segments is read at run time (``IndicativeListSegmentsOperator``), so a segment
 created in Indicative's UI is exported from the next run on without touching the DAG. Each
 segment gets its own export task and landing task (dynamic task mapping); one failing segment
-does not stop the others. Keys: ``indicative/segments/{{ ds }}/<segment-name>-<id>.csv``.
+does not stop the others. Keys: ``indicative/segments/<day>/<segment-name>-<id>.csv``, the day being the
+run's logical date, or the day it was triggered for a run triggered by hand without one.
 """
 
 from __future__ import annotations
@@ -48,5 +49,5 @@ with DAG(
         task_id="land_in_s3",
         aws_conn_id="aws_default",
         bucket="analytics-landing",
-        prefix="indicative/segments/{{ ds }}",
+        prefix="indicative/segments/{{ (dag_run.logical_date or dag_run.run_after) | ds }}",
     ).expand(export=exports.output)

@@ -2,8 +2,8 @@
 
 Dynamic segments are refreshed by Indicative once a day, so a daily export gives a fresh member
 list per day. The segment is chosen by name (``params.segment``, resolved through the segments
-list); the landed blob is ``segments/{{ ds }}/<segment-name>-<id>.csv`` and a rerun of the same
-day replaces it.
+list); the landed blob is ``segments/<day>/<segment-name>-<id>.csv`` (the run's logical date, or
+for a run triggered by hand without one, the day it was triggered) and a rerun of the same day replaces it.
 
 Connections: ``indicative_default`` (API key / access token; extra ``aws_conn_id`` for the
 ``s3://`` result files), ``aws_default`` (reads Indicative's result bucket), ``wasb_default``.
@@ -44,6 +44,6 @@ with DAG(
         export=export.output,
         wasb_conn_id="wasb_default",
         container="indicative",
-        prefix="segments/{{ ds }}",
+        prefix="segments/{{ (dag_run.logical_date or dag_run.run_after) | ds }}",  # no `ds` without a logical date
     )
     export >> land

@@ -1,14 +1,16 @@
 """Leanplum: a streaming export every 2 hours with a watermark in an Airflow Variable, landed in Azure Blob.
 
 Each run exports what became available since the last landed export (Leanplum's streaming recipe:
-startDate = now - 8 days, endDate = now + 2 days in Pacific time, startTime = watermark + 1,
-endTime = now). The transfer lands the files in the ``leanplum-stream`` container under
+startDate = now - 8 days, endDate = now + 2 days in Pacific time, startTime = the watermark, i.e.
+the last export's endTime exactly, endTime = now). A run with nothing new succeeds with no files and
+moves the watermark on. The transfer lands the files in the ``leanplum-stream`` container under
 ``leanplum/stream/<endTime>/`` and only then moves the Variable ``leanplum_stream_watermark`` to
 ``endTime``: a failed landing leaves it where it was, and the next run exports that range again.
 
 A run that finds the previous export still PENDING/RUNNING resumes it instead of starting another
 (the job in flight is kept in the Variable ``leanplum_stream_watermark.inflight``).
-``max_active_runs=1`` keeps runs from overlapping at all. When the Variable does not exist yet,
+``max_active_runs=1`` keeps runs from overlapping at all (a streaming export in a DAG that allows
+overlapping runs and is in no 1-slot pool is refused when the DAG is parsed). When the Variable does not exist yet,
 the stream starts at the first run's data interval start (a manual run without a data interval
 exports everything Leanplum still holds for the date range).
 

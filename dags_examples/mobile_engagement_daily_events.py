@@ -5,7 +5,9 @@ interval's day for this daily schedule). The operator derives a short-lived writ
 container ``mobile-engagement-exports`` from the ``wasb_default`` connection (nobody pastes SAS
 tokens), the service writes its JSON blobs under ``{task id}/`` in that container, and the
 ExportJob the operator returns lists those blobs. ``ExportToS3Operator`` then streams them to
-``s3://analytics-landing/mobile_engagement/events/{{ data_interval_start | ds }}/``, verifying size and MD5.
+``s3://analytics-landing/mobile_engagement/events/<day>/``, verifying size and MD5. A run triggered by
+hand without a logical date (the UI's Trigger button, ``airflow dags trigger``) has no data interval:
+it exports the last complete UTC day before it, under that day's prefix (``interval_day(dag_run)``).
 
 Waiting happens in the triggerer when ``[operators] default_deferrable`` is true, in the worker
 otherwise. A retry after the task was created resumes the same export task.
@@ -22,6 +24,7 @@ from datetime import datetime, timedelta, timezone
 from airflow.sdk import DAG
 
 from airflow_export_providers.core.compat import CronDataIntervalTimetable
+from airflow_export_providers.core.interval import INTERVAL_MACROS
 from airflow_export_providers.operators.mobile_engagement import MobileEngagementExportOperator
 from airflow_export_providers.transfers.export_to_s3 import ExportToS3Operator
 
@@ -36,6 +39,7 @@ with DAG(
     start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
     catchup=False,
     max_active_runs=3,
+    user_defined_macros=INTERVAL_MACROS,
     default_args={"retries": 2, "retry_delay": timedelta(minutes=5)},
     tags=["mobile_engagement", "azure", "export", "s3"],
 ) as dag:
@@ -54,6 +58,6 @@ with DAG(
         export=export_events.output,
         aws_conn_id="aws_default",
         bucket="analytics-landing",
-        prefix="mobile_engagement/events/{{ data_interval_start | ds }}",
+        prefix="mobile_engagement/events/{{ interval_day(dag_run) }}",  # the exported day
     )
     export_events >> copy_to_s3

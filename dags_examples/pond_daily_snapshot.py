@@ -8,8 +8,10 @@ byte size and row count against what POND announced.
 
 The schedule is a ``CronDataIntervalTimetable``: in Airflow 3 a cron string alone gives runs whose
 data interval is empty (start == end), which is no range to snapshot. The prefix is named after the
-interval's start, so a scheduled run, a backfill and a manual run of the same interval agree. Backfilling three days lands three prefixes;
-rerunning a day replaces that day's files.
+interval's start (``interval_day(dag_run)``), so a scheduled run, a backfill and a manual run of the
+same interval agree. Backfilling three days lands three prefixes; rerunning a day replaces that day's
+files. Triggered by hand without a logical date (the UI's Trigger button, ``airflow dags trigger``),
+a run has no data interval: it snapshots the last complete UTC day before it, under that day's prefix.
 
 Waiting happens in the triggerer when ``[operators] default_deferrable`` is true
 (``AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE=true``), in the worker otherwise. A retry after the
@@ -26,6 +28,7 @@ from datetime import datetime, timedelta, timezone
 from airflow.sdk import DAG
 
 from airflow_export_providers.core.compat import CronDataIntervalTimetable
+from airflow_export_providers.core.interval import INTERVAL_MACROS
 from airflow_export_providers.operators.pond import PondSnapshotOperator
 from airflow_export_providers.transfers.export_to_s3 import ExportToS3Operator
 
@@ -40,6 +43,7 @@ with DAG(
     start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
     catchup=False,
     max_active_runs=3,
+    user_defined_macros=INTERVAL_MACROS,
     default_args={"retries": 2, "retry_delay": timedelta(minutes=5)},
     tags=["pond", "export", "s3"],
 ) as dag:
@@ -55,6 +59,6 @@ with DAG(
         export=snapshot.output,
         aws_conn_id="aws_default",
         bucket="analytics-landing",
-        prefix="pond/{{ data_interval_start | ds }}",
+        prefix="pond/{{ interval_day(dag_run) }}",  # the exported day, also for a run without a logical date
     )
     snapshot >> land

@@ -15,7 +15,8 @@ when there is no triggerer), a retry of the wait never schedules a second snapsh
 alone can wait for a snapshot another DAG or a person scheduled (pass its href as a param).
 
 The schedule is a data-interval timetable: each run snapshots one whole UTC day (Airflow 3's plain
-``"@daily"`` gives runs with zero-length data intervals). Connections: ``pond_default``, ``aws_default``.
+``"@daily"`` gives runs with zero-length data intervals); a run triggered by hand without a logical
+date snapshots the last complete UTC day before it. Connections: ``pond_default``, ``aws_default``.
 See docs/split_flow.md.
 """
 
@@ -27,6 +28,7 @@ from datetime import datetime, timedelta, timezone
 from airflow.sdk import DAG
 
 from airflow_export_providers.core.compat import CronDataIntervalTimetable
+from airflow_export_providers.core.interval import INTERVAL_MACROS
 from airflow_export_providers.operators.pond import PondSnapshotOperator
 from airflow_export_providers.sensors.pond import PondSnapshotSensor
 from airflow_export_providers.transfers.export_to_s3 import ExportToS3Operator
@@ -41,6 +43,7 @@ with DAG(
     start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
     catchup=False,
     max_active_runs=3,
+    user_defined_macros=INTERVAL_MACROS,
     default_args={"retries": 2, "retry_delay": timedelta(minutes=5)},
     tags=["pond", "split-flow", "sensor", "s3"],
 ) as dag:
@@ -62,6 +65,6 @@ with DAG(
         export=wait.output,
         aws_conn_id="aws_default",
         bucket="analytics-landing",
-        prefix="pond/split/{{ data_interval_start | ds }}",
+        prefix="pond/split/{{ interval_day(dag_run) }}",
     )
     start >> wait >> land

@@ -7,6 +7,7 @@ re-signing of expired links and Range resumes live here.
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import ipaddress
 import logging
@@ -15,7 +16,7 @@ from typing import IO, Any, ClassVar, cast
 from urllib.parse import urlsplit
 
 import requests
-from airflow.providers.common.compat.sdk import BaseHook
+from airflow.providers.common.compat.sdk import BaseHook, conf
 
 from airflow_export_providers.core.errors import ExportInputError, VendorHTTPError
 from airflow_export_providers.core.http import (
@@ -32,6 +33,8 @@ log = logging.getLogger(__name__)
 
 LINK_EXPIRED_STATUSES = (400, 403)
 DEFAULT_TIMEOUT = 60.0
+#: Extras every hook reads (see ``timeout``, ``retry_policy``, ``verify``).
+ENGINE_EXTRAS = ("timeout", "retry_max_attempts", "retry_backoff_base", "retry_backoff_max", "ca_bundle")
 
 
 def is_loopback(host: str | None) -> bool:
@@ -45,13 +48,34 @@ def is_loopback(host: str | None) -> bool:
         return False
 
 
+PLAIN_HTTP_SETTING = "[export_providers] allow_plain_http_hosts"
+_warned_plain_http: set[str] = set()
+
+
+def plain_http_hosts() -> frozenset[str]:
+    """Host names an operator explicitly allowed over plain http (``[export_providers]
+    allow_plain_http_hosts``, comma-separated, exact names; env
+    ``AIRFLOW__EXPORT_PROVIDERS__ALLOW_PLAIN_HTTP_HOSTS``). Empty by default: meant for a sandbox reached
+    by a container-network name (``sandbox`` in docker-compose.yaml), never for a vendor."""
+    raw = conf.get("export_providers", "allow_plain_http_hosts", fallback="") or ""
+    return frozenset(h.strip().lower() for h in raw.split(",") if h.strip())
+
+
 def require_secure_url(url: str, field: str) -> str:
-    """Credential-bearing hosts must be https, except loopback (the sandbox, a local proxy)."""
+    """Credential-bearing hosts must be https, except loopback (the sandbox, a local proxy) and the
+    hosts named in ``[export_providers] allow_plain_http_hosts``."""
     parts = urlsplit(url)
     if parts.scheme == "https" or (parts.scheme == "http" and is_loopback(parts.hostname)):
         return url.rstrip("/")
+    host = (parts.hostname or "").lower()
+    if parts.scheme == "http" and host and host in plain_http_hosts():
+        if host not in _warned_plain_http:
+            _warned_plain_http.add(host)
+            log.warning("plain http:// to %s is allowed by %s: credentials travel unencrypted", host, PLAIN_HTTP_SETTING)
+        return url.rstrip("/")
     raise ExportInputError(
-        f"{field}: {redact_url(url)!r} must be an https:// URL (plain http:// is accepted only for loopback hosts)"
+        f"{field}: {redact_url(url)!r} must be an https:// URL (plain http:// is accepted only for loopback hosts "
+        f"and for hosts named in {PLAIN_HTTP_SETTING})"
     )
 
 
@@ -98,6 +122,9 @@ class ExportHook(BaseHook):
     default_host: ClassVar[str] = ""
     # Secret-bearing extras that must be registered with the masker when the connection is read.
     secret_extras: ClassVar[tuple[str, ...]] = ()
+    # The vendor's own extras (besides ENGINE_EXTRAS): any other extra is named in a warning, since a
+    # misspelt one is otherwise silently ignored. None: the vendor does not declare them (no check).
+    known_extras: ClassVar[tuple[str, ...] | None] = None
 
     def __init__(
         self,
@@ -136,6 +163,19 @@ class ExportHook(BaseHook):
         for key in self.secret_extras:
             register_secret(self.extras_of(conn).get(key))
         self._conn = conn
+        self._warn_unknown_extras(self.extras_of(conn))
+
+    def _warn_unknown_extras(self, extras: dict[str, Any]) -> None:
+        if self.known_extras is None:
+            return
+        known = (*self.known_extras, *ENGINE_EXTRAS)
+        unknown = sorted(k for k in extras if k not in known)
+        if unknown:
+            hints = [f"{k!r} (did you mean {m[0]!r}?)" if (m := difflib.get_close_matches(k, known, n=1)) else repr(k) for k in unknown]
+            log.warning(
+                "%s: connection extra(s) %s are not read by the %s hook and are ignored; known extras: %s",
+                self.conn_id, ", ".join(hints), self.vendor, ", ".join(known),
+            )
 
     @staticmethod
     def extras_of(conn: Any) -> dict[str, Any]:

@@ -66,11 +66,16 @@ class ExportFile:
 
 @dataclass
 class Watermark:
-    """A proposed move of a Variable-backed watermark, committed only after landing."""
+    """A proposed move of a Variable-backed watermark, committed only after landing.
+
+    ``job_id`` names the export that proposes it: the commit records it, so a retry of the same
+    landing is recognised and another run's commit (even of the same value) is refused.
+    """
 
     variable: str
     previous: Any
     proposed: Any
+    job_id: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

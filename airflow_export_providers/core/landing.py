@@ -4,8 +4,9 @@ The pipeline for one file, pulled from the consuming end so that nothing holds m
 
     ResumableReader (hook.open_file + Range resumes)
       -> _Tap (size, checksum, progress; raw bytes to the upload when landing as-is)
-        -> _Inflate (gzip, streaming zlib) when the source is gzip and something needs plain bytes
-          -> line counter (csv/jsonl rows) | Avro block counter | Avro converter | decompressed upload
+        -> _Inflate (gzip, streaming ISA-L or zlib) when the source is gzip and something needs plain bytes
+          -> CSV record counter (csv rows) | line counter (jsonl rows) | Avro block counter | Avro converter
+             | decompressed upload
 
 Writers (one per destination, each beside its transfer operator in ``transfers/``) stage the bytes
 where no reader can see them (S3 multipart parts, Azure uncommitted blocks); ``stage_file`` leaves a
@@ -23,7 +24,6 @@ import logging
 import math
 import socket
 import time
-import zlib
 from abc import ABC, abstractmethod
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -33,7 +33,7 @@ from typing import Any, Protocol
 import requests
 import urllib3.exceptions
 
-from airflow_export_providers.core import avro
+from airflow_export_providers.core import avro, gunzip
 from airflow_export_providers.core.errors import (
     ExportError,
     ExportInputError,
@@ -212,51 +212,61 @@ class _Tap:
 
 
 class _Inflate:
-    """Streaming gunzip (zlib, wbits=31) of a byte stream, multi-member aware, as a readable stream.
+    """Streaming gunzip of a byte stream, multi-member aware, as a readable stream.
 
-    Output per step is capped (``max_length``), so a small, highly compressed chunk cannot blow up
-    into a large buffer.
+    ISA-L inflates when ``isal`` is installed, zlib otherwise (core/gunzip.py; same bytes out).
+    Output per step is capped (``CHUNK``), so a small, highly compressed chunk cannot blow up into
+    a large buffer.
     """
 
-    def __init__(self, source: Any, name: str) -> None:
+    def __init__(self, source: Any, name: str, backend: str | None = None) -> None:
         self.source = source
         self.name = name
-        self._z = zlib.decompressobj(wbits=31)
+        self.backend = backend or gunzip.BACKEND
+        self._d = gunzip.new_member(self.backend)
         self._buf = b""
+        self._pos = 0  # bytes of _buf already returned (small reads never copy the rest of the buffer)
         self._pending = b""
         self._eof = False
         self._started = False
 
     def _fill(self) -> None:
-        while not self._buf and not self._eof:
-            if self._pending:
-                data, self._pending = self._pending, b""
+        while self._pos >= len(self._buf) and not self._eof:
+            if self._d.needs_input:
+                if self._pending:
+                    data, self._pending = self._pending, b""
+                else:
+                    data = self.source.read(CHUNK)
+                if not data:
+                    self._eof = True
+                    if self._started:
+                        raise VerificationError(f"{self.name}: the gzip stream is truncated")
+                    return
+                if not self._started and not data.strip(b"\x00"):
+                    continue  # zero padding after the last member
+                self._started = True
             else:
-                data = self.source.read(CHUNK)
-            if not data:
-                self._eof = True
-                if self._started:
-                    raise VerificationError(f"{self.name}: the gzip stream is truncated")
-                return
-            if not self._started and not data.strip(b"\x00"):
-                continue  # zero padding after the last member
-            self._started = True
+                data = b""  # output still inside the inflater: drain it first
             try:
-                out = self._z.decompress(data, CHUNK)
-            except zlib.error as exc:
+                out = self._d.decompress(data, CHUNK)
+            except gunzip.ERRORS as exc:
                 raise VerificationError(f"{self.name}: not valid gzip ({exc})") from None
-            self._pending = self._z.unconsumed_tail
-            if self._z.eof:
-                self._pending = self._z.unused_data + self._pending
-                self._z = zlib.decompressobj(wbits=31)  # the next member, if any
+            if self._d.eof:
+                self._pending = self._d.unused_data + self._pending
+                self._d = gunzip.new_member(self.backend)  # the next member, if any
                 self._started = False
-            self._buf += out
+            self._buf, self._pos = out, 0
 
     def read(self, n: int = CHUNK) -> bytes:
         if n is None or n < 0:
             n = CHUNK
         self._fill()
-        out, self._buf = self._buf[:n], self._buf[n:]
+        buf, pos = self._buf, self._pos
+        if pos == 0 and len(buf) <= n:
+            self._buf = b""
+            return buf
+        out = buf[pos : pos + n]
+        self._pos = pos + len(out)
         return out
 
 
@@ -278,6 +288,43 @@ class _LineCounter:
         if not self.any:
             return 0
         return self.newlines + (0 if self.last == b"\n" else 1)
+
+
+#: Every byte but the quote and the newline: deleted to leave what decides where a CSV record ends.
+_CSV_NOISE = bytes(b for b in range(256) if b not in (0x22, 0x0A))
+
+
+class _CsvRecordCounter:
+    """Counts CSV records (RFC 4180), streaming: a newline inside a quoted field ends no record.
+
+    Per chunk, only quotes and newlines are kept (``bytes.translate``); adjacent quote pairs are
+    dropped (an empty field ``""``, an escaped quote, a field without newlines: none changes the
+    quoting state); the few quotes left split the chunk into outside / inside pieces, and only the
+    outside newlines are counted. All in C-level bytes operations, one chunk in memory. Every
+    newline outside quotes ends a record (blank lines too, as in a line count); a bare ``\r`` does not.
+    """
+
+    def __init__(self) -> None:
+        self.ends = 0  # newlines outside quotes so far
+        self.quoted = False  # inside a quoted field at the end of the data so far
+        self.pending = False  # a record started after the last record end
+
+    def update(self, data: bytes) -> None:
+        if not data:
+            return
+        marks = data.translate(None, _CSV_NOISE).replace(b'""', b"")
+        if b'"' not in marks:
+            if not self.quoted:
+                self.ends += len(marks)  # only newlines are left
+        else:
+            pieces = marks.split(b'"')
+            self.ends += sum(len(piece) for piece in pieces[1 if self.quoted else 0::2])
+            self.quoted ^= (len(pieces) - 1) % 2 == 1
+        self.pending = self.quoted or data[-1:] != b"\n"
+
+    def lines(self) -> int:
+        """Records seen (the header included), a last record without a newline too."""
+        return self.ends + (1 if self.pending else 0)
 
 
 class _Passthrough:
@@ -688,7 +735,7 @@ def stage_file(
                     raise VerificationError(f"{file.name}: rows: row_format is 'avro' but the file is not Avro (starts with {head4!r})")
                 rows = avro.count_avro_records(plain)
             else:
-                counter = _LineCounter()
+                counter = _CsvRecordCounter() if row_format == "csv" else _LineCounter()
                 while True:
                     data = plain.read(CHUNK)
                     if not data:

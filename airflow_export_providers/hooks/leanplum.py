@@ -9,8 +9,10 @@ vendor's words in ``error.message``.
 
 from __future__ import annotations
 
+import logging
 import re
 import time
+import uuid
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 from urllib.parse import unquote, urlsplit
@@ -28,6 +30,8 @@ from airflow_export_providers.core.http import Request
 from airflow_export_providers.core.job import ExportFile, ExportJob, JobState, map_state
 from airflow_export_providers.core.redact import register_secret
 
+log = logging.getLogger(__name__)
+
 PACIFIC = ZoneInfo("America/Los_Angeles")
 DEFAULT_API_VERSION = "1.0.6"
 # How long to wait before trying a refused submit again when the daily quota is used up: the next
@@ -44,8 +48,20 @@ STATES = {
 }
 CSV_TYPES = ("sessions", "states", "events", "eventparameters", "userattributes", "experiments")
 _CSV_NAME = re.compile(r"-output(" + "|".join(CSV_TYPES) + r")-(\d+)(?:\.csv)?$")
-_QUOTA_WORDS = re.compile(r"(?i)\b(quota|per day|times a day|times per day|daily limit|export limit|limit of \d+ exports?)\b")
+# A refusal of a request we validated counts as the daily quota when it speaks of a limit or a quota
+# (Leanplum publishes no wording: "Export limit reached", "Daily quota exceeded", "rate limited", ...),
+# unless it names one of our parameters or calls the request invalid: then it is about the request.
+_QUOTA_WORDS = re.compile(r"(?i)(quota|limit|too many (exports|requests)|\b(per|a) day\b|\bdaily\b.*\bexceeded\b)")
+_REQUEST_WORDS = re.compile(
+    r"(?i)(\b(invalid|malformed|required|missing)\b|startDate|endDate|startTime|endTime|exportFormat|callbackUrl|"
+    r"s3BucketName|s3AccessId|s3AccessKey|s3ObjectPrefix|compressData|apiVersion|appId|clientKey|jobId)"
+)
+# What Leanplum may say about a job it no longer has (results are kept about 24 hours).
+_GONE_WORDS = re.compile(r"(?i)(not found|no such|unknown|does ?n[o']t exist|expired|no longer)")
 _GONE_STATUSES = (404, 410)
+# exportData answers no jobId when nothing matches: such an export is done at once, with zero files.
+NO_DATA_PREFIX = "leanplum-no-data:"
+GONE_STATE = "GONE"
 
 
 def next_pacific_midnight(now: float | None = None) -> float:
@@ -147,7 +163,13 @@ class LeanplumHook(ExportHook):
 
     @staticmethod
     def is_quota_message(message: str) -> bool:
-        return bool(_QUOTA_WORDS.search(message))
+        """Does a refusal of a valid exportData request speak of the daily limit (any wording)?"""
+        return bool(_QUOTA_WORDS.search(message)) and not _REQUEST_WORDS.search(message)
+
+    @staticmethod
+    def is_no_data(job_id: str) -> bool:
+        """Is this the id of an export Leanplum answered without a jobId (nothing matched)?"""
+        return job_id.startswith(NO_DATA_PREFIX)
 
     def submit(
         self,
@@ -164,7 +186,12 @@ class LeanplumHook(ExportHook):
         s3_object_prefix: str | None = None,
         compress_data: bool = False,
     ) -> str:
-        """Start an export; return Leanplum's ``jobId``. Quota refusals raise ``QuotaExceeded``."""
+        """Start an export; return Leanplum's ``jobId``. Quota refusals raise ``QuotaExceeded``.
+
+        An answer without a ``jobId`` means no data matched (the seed: a jobId "if data matching supplied
+        arguments is available"): the returned id then starts with ``NO_DATA_PREFIX`` and reads as a
+        FINISHED export with zero files, without asking Leanplum.
+        """
         register_secret(s3_access_key)
         register_secret(s3_access_id)
         params: dict[str, Any] = {
@@ -188,8 +215,8 @@ class LeanplumHook(ExportHook):
         except VendorAuthError:
             raise
         except VendorHTTPError as err:
-            message = str(err)
-            if err.status == 429 or self.is_quota_message(message):
+            message = str(err).replace(f" ({err.url})", "") if err.url else str(err)
+            if err.status == 429 or (400 <= err.status < 500 and self.is_quota_message(message.split(": ", 2)[-1])):
                 raise QuotaExceeded(f"leanplum: export quota used up: {message}", self._quota_retry_at()) from None
             raise
         inner = unwrap(payload, "exportData")
@@ -199,21 +226,57 @@ class LeanplumHook(ExportHook):
                 raise QuotaExceeded(f"leanplum: export quota used up: {message}", self._quota_retry_at())
             raise VendorHTTPError(self.vendor, 200, f"exportData refused: {message}")
         job_id = inner.get("jobId")
-        if not isinstance(job_id, str) or not job_id:
-            raise VendorHTTPError(self.vendor, 200, f"exportData answer has no 'jobId' (keys: {sorted(inner)})")
+        if (job_id is None or job_id == "") and inner.get("success") is not True:
+            raise VendorHTTPError(self.vendor, 200, f"exportData answer has neither a 'jobId' nor success=true (keys: {sorted(inner)})")
+        if job_id is None or job_id == "":
+            log.info("Leanplum: no data matches this export (no jobId in the answer): done, with zero files")
+            return f"{NO_DATA_PREFIX}{uuid.uuid4().hex}"
+        if not isinstance(job_id, str):
+            raise VendorHTTPError(self.vendor, 200, f"exportData answer: 'jobId' is not a string: {str(job_id)[:80]!r}")
         return job_id
 
     # ---- status ------------------------------------------------------------------------------
     def status_request(self, job_id: str) -> Request:
         return self.api_request("getExportResults", {"jobId": job_id})
 
+    def _no_data_job(self, job_id: str) -> ExportJob:
+        return self._stamp(ExportJob(
+            vendor=self.vendor, conn_id=self.conn_id, job_id=job_id, state=JobState.SUCCESS, raw_state="NO_DATA",
+            message="no data matched the export", extra={"numSessions": 0, "numBytes": 0, "no_data": True},
+        ))
+
+    def get_job(self, job_id: str) -> ExportJob:
+        return self._no_data_job(job_id) if self.is_no_data(job_id) else super().get_job(job_id)
+
+    async def aget_job(self, job_id: str) -> ExportJob:
+        return self._no_data_job(job_id) if self.is_no_data(job_id) else await super().aget_job(job_id)
+
+    def _gone_job(self, job_id: str, why: str) -> ExportJob:
+        """A job Leanplum no longer knows: FAILED (GONE), so the engine exports again instead of failing forever."""
+        return ExportJob(
+            vendor=self.vendor, conn_id=self.conn_id, job_id=job_id, state=JobState.FAILED, raw_state=GONE_STATE,
+            message=f"Leanplum no longer knows export {job_id} ({why}): it expired or never existed",
+        )
+
+    def job_from_error(self, job_id: str, error: VendorHTTPError) -> ExportJob:
+        if not isinstance(error, VendorAuthError) and (
+            error.status in _GONE_STATUSES or (400 <= error.status < 500 and _GONE_WORDS.search(str(error)))
+        ):
+            return self._gone_job(job_id, str(error))
+        raise error
+
     def parse_job(self, job_id: str, payload: Any) -> ExportJob:
         inner = unwrap(payload, "getExportResults")
         if inner.get("success") is False:
+            if _GONE_WORDS.search(error_message(inner)):
+                return self._gone_job(job_id, error_message(inner))
             raise VendorHTTPError(self.vendor, 200, f"getExportResults for {job_id} refused: {error_message(inner)}")
-        raw = inner.get("state")
+        # The public example calls the field "state", the seed's table "status": read either.
+        raw = inner.get("state") if inner.get("state") is not None else inner.get("status")
         if not isinstance(raw, str):
-            raise VendorHTTPError(self.vendor, 200, f"getExportResults for {job_id}: field 'state' missing or not a string")
+            raise VendorHTTPError(
+                self.vendor, 200, f"getExportResults for {job_id}: field 'state' (or 'status') missing or not a string"
+            )
         state = map_state(raw, STATES)
         urls = inner.get("files") or []
         if not isinstance(urls, list) or not all(isinstance(u, str) and _is_url(u) for u in urls):

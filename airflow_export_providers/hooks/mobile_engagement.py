@@ -20,6 +20,7 @@ from airflow_export_providers.core.compat import require_extra
 from airflow_export_providers.core.errors import (
     ExportError,
     ExportInputError,
+    ExportJobFailed,
     VendorAuthError,
     VendorHTTPError,
 )
@@ -55,6 +56,8 @@ EXPORT_FORMATS = ("JsonBlob", "CsvBlob")
 CAMPAIGN_TYPES = ("Announcement", "DataPush", "NativePush", "Poll")
 REQUIRED_EXTRAS = ("tenant_id", "subscription_id", "resource_group", "app_collection", "app_name")
 DEFAULT_BLOB_PREFIX = "{task_id}/"
+#: Azure limits a user delegation key (the Azure AD way to sign a SAS) to seven days.
+USER_DELEGATION_MAX = timedelta(days=7)
 DOWNLOAD_CHUNK = 4 * 1024 * 1024
 
 
@@ -204,6 +207,12 @@ def container_sas(
             permission=permission, start=start, expiry=expiry, protocol=protocol,
         )
     elif hasattr(credential, "get_token"):
+        if expiry - start > USER_DELEGATION_MAX:
+            raise ExportInputError(
+                f"sas_lifetime: a container SAS signed with an Azure AD identity (wasb connection {wasb_conn_id!r}) lives "
+                f"at most 7 days, this one would need {lifetime}; lower job_timeout (the SAS lives until the job's "
+                "deadline) or sas_lifetime, or use a wasb connection with an account key"
+            )
         key = service.get_user_delegation_key(key_start_time=start, key_expiry_time=expiry)
         sas = generate_container_sas(
             service.account_name, container, user_delegation_key=key,  # type: ignore[arg-type]
@@ -259,7 +268,9 @@ class MobileEngagementHook(ExportHook):
     :param wasb_conn_id: Azure Blob connection of the container the tasks write into.
     :param container: that container (needed to list and read a task's blobs).
     :param blob_prefix: where a task's blobs are, as a template with ``{task_id}``, ``{export_type}``
-        and ``{description}``; the REST spec does not say how the service names its blobs.
+        and ``{description}``; the REST spec does not say how the service names its blobs. Default:
+        the connection extra ``blob_prefix``, else ``{task_id}/``. A Succeeded task that left no blob
+        there fails, naming the container, the prefix and this setting.
     """
 
     vendor = "mobile_engagement"
@@ -267,6 +278,7 @@ class MobileEngagementHook(ExportHook):
     default_conn_name = "azure_mobile_engagement_default"
     hook_name = "Azure Mobile Engagement"
     default_host: ClassVar[str] = DEFAULT_ARM_HOST
+    known_extras: ClassVar[tuple[str, ...] | None] = (*REQUIRED_EXTRAS, "authority_host", "disable_instance_discovery", "blob_prefix")
 
     def __init__(
         self,
@@ -274,13 +286,13 @@ class MobileEngagementHook(ExportHook):
         *,
         wasb_conn_id: str = "wasb_default",
         container: str | None = None,
-        blob_prefix: str = DEFAULT_BLOB_PREFIX,
+        blob_prefix: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(conn_id, **kwargs)
         self.wasb_conn_id = wasb_conn_id
         self.container = container
-        self.blob_prefix = blob_prefix
+        self.blob_prefix = blob_prefix or None  # None: the connection extra, else DEFAULT_BLOB_PREFIX
 
     def hook_kwargs(self) -> dict[str, Any]:
         return {"wasb_conn_id": self.wasb_conn_id, "container": self.container, "blob_prefix": self.blob_prefix}
@@ -417,14 +429,30 @@ class MobileEngagementHook(ExportHook):
         return f"Connected: {self.extra('app_collection')}/{self.extra('app_name')} answered ({len(page['value'])} export task(s) on the first page)"
 
     # ---- files --------------------------------------------------------------------------------
+    @property
+    def prefix_template(self) -> str:
+        """The ``blob_prefix`` argument, else the connection extra ``blob_prefix``, else ``{task_id}/``."""
+        if self.blob_prefix:
+            return self.blob_prefix
+        extra = self.extras.get("blob_prefix")
+        return extra if isinstance(extra, str) and extra.strip() else DEFAULT_BLOB_PREFIX
+
+    def _prefix_origin(self) -> str:
+        if self.blob_prefix:
+            return "the operator's / sensor's blob_prefix"
+        if self.prefix_template != DEFAULT_BLOB_PREFIX:
+            return f"the connection {self.conn_id!r} extra blob_prefix"
+        return "the default; set blob_prefix on the operator / sensor or as the connection extra blob_prefix"
+
     def task_prefix(self, job: ExportJob) -> str:
+        template = self.prefix_template
         try:
-            return self.blob_prefix.format(
+            return template.format(
                 task_id=job.job_id, export_type=job.extra.get("exportType", ""), description=job.extra.get("description", "")
             )
         except (KeyError, IndexError, ValueError) as exc:
             raise ExportInputError(
-                f"blob_prefix: {self.blob_prefix!r} is not a valid template ({exc}); use {{task_id}}, {{export_type}}, {{description}}"
+                f"blob_prefix: {template!r} is not a valid template ({exc}); use {{task_id}}, {{export_type}}, {{description}}"
             ) from None
 
     def _file(self, job: ExportJob, prefix: str, blob: Any) -> ExportFile:
@@ -450,9 +478,13 @@ class MobileEngagementHook(ExportHook):
 
     def _report(self, job: ExportJob, prefix: str, files: list[ExportFile]) -> list[ExportFile]:
         if not files:
-            log.warning(
-                "%s: task %s succeeded but container %r has no blob under %r (an empty export, or blob_prefix does not "
-                "match how the service names its blobs)", self.vendor, job.job_id, self.container, prefix,
+            # The blob names the service writes are not public: nothing where we look is a wrong
+            # prefix far more often than an empty export, and a green task with nothing landed hides it.
+            raise ExportJobFailed(
+                f"{self.vendor}: export task {job.job_id} Succeeded but container {self.container!r} has no blob under "
+                f"prefix {prefix!r} (blob_prefix {self.prefix_template!r}: {self._prefix_origin()}); look in the container "
+                "for where the service wrote this task's files and set blob_prefix to that template "
+                "({task_id}, {export_type}, {description})"
             )
         return sorted(files, key=lambda f: f.key)
 

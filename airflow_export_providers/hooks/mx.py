@@ -1,29 +1,34 @@
 """MX Snapshots: list a snapshot's files by GUID, then download each gzip'd Avro file.
 
-MX has no export *job* to submit: MX generates a snapshot (it can take days) and hands out a GUID.
-The engine's "job" is therefore that GUID: reading its status is the file listing, which answers 404
-(or an empty list) until the snapshot is ready and 410 once it is purged (30 days after generation).
+MX has no export *job* to submit: MX generates a snapshot (it can take days) and hands out a GUID
+only once the snapshot exists. The engine's "job" is therefore that GUID: reading its status is the
+file listing, which lists no files until the snapshot is ready and answers 410 once it is purged
+(30 days after generation). A 404 means an unknown GUID or a wrong path: it fails at once.
 
 The exact Snapshots paths are not public, so they are connection extras with defaults:
 ``list_path`` (``/snapshots/{guid}/files``) and ``download_path`` (``/snapshots/{guid}/files/{name}``,
-used only when the listing gives names instead of URLs).
+used only when the listing gives names instead of URLs); nor is the listing's wrapper key
+(``files_key``: a bare list, or an object whose one list holds the file entries, is read without it).
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import logging
 import re
 import reprlib
 from datetime import datetime, timedelta, timezone
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl, quote, urljoin, urlsplit
 
-from airflow_export_providers.core.errors import ExportInputError, VendorHTTPError
+from airflow_export_providers.core.errors import ExportError, ExportInputError, VendorHTTPError
 from airflow_export_providers.core.hook import ExportHook, require_secure_url
 from airflow_export_providers.core.http import Auth, Request
 from airflow_export_providers.core.job import ExportFile, ExportJob, JobState
-from airflow_export_providers.core.redact import register_secret
+from airflow_export_providers.core.redact import redact_url, register_secret
+
+log = logging.getLogger(__name__)
 
 VENDOR = "mx"
 ACCEPT_JSON = "application/vnd.mx.logs.v1+json"
@@ -47,6 +52,10 @@ MX_DELETE_ORDER: tuple[str, ...] = tuple(reversed(MX_LOAD_ORDER))
 
 _HEX_ALGORITHMS = {32: "md5", 40: "sha1", 64: "sha256"}
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+#: Wrapper keys earlier MX-shaped listings used: preferred when an answer holds several lists.
+_USUAL_KEYS = ("files", "snapshot_files", "urls", "file_urls")
+#: What a GUID may not contain: a path separator, whitespace or a control character.
+_BAD_GUID = re.compile(r"[/\\\s\x00-\x1f\x7f]")
 
 
 def normalize_resource(raw: Any) -> str | None:
@@ -108,7 +117,8 @@ class MxBasicAuth(Auth):
 class MxSnapshotsHook(ExportHook):
     """MX Snapshots API: ``login`` = client id, ``password`` = API key, ``host`` = the logs host.
 
-    Extras: ``auth_style`` (``md-api-key`` default, or ``basic``), ``list_path``, ``download_path``.
+    Extras: ``auth_style`` (``md-api-key`` default, or ``basic``), ``list_path``, ``download_path``,
+    ``files_key``.
     """
 
     vendor: ClassVar[str] = VENDOR
@@ -116,6 +126,7 @@ class MxSnapshotsHook(ExportHook):
     default_conn_name = "mx_snapshots_default"
     hook_name = "MX Snapshots"
     default_host: ClassVar[str] = "https://logs.moneydesktop.com"
+    known_extras: ClassVar[tuple[str, ...] | None] = ("auth_style", "list_path", "download_path", "files_key")
 
     # ---- settings ----------------------------------------------------------------------------
     @property
@@ -142,6 +153,19 @@ class MxSnapshotsHook(ExportHook):
     def download_path(self) -> str:
         return self._path("download_path", DEFAULT_DOWNLOAD_PATH, ("guid", "name"))
 
+    @property
+    def files_key(self) -> str | None:
+        """The listing's key of the file entries when the connection names it (extra ``files_key``).
+
+        Read from the connection already loaded (a listing is parsed only after it was fetched).
+        """
+        key = self.extras_of(self._conn).get("files_key")
+        if key is None or key == "":
+            return None
+        if not isinstance(key, str) or not key.strip():
+            raise ExportInputError(f"{self.conn_id}: extra 'files_key' must be the name of the listing's list of files, got {key!r}")
+        return key.strip()
+
     def make_auth(self) -> Auth:
         api_key = self.conn.password
         if not api_key:
@@ -164,7 +188,7 @@ class MxSnapshotsHook(ExportHook):
         words = {
             401: f"MX rejected the credentials (auth_style {self._style_or_unknown()}: check the client id / API key)",
             403: "MX refused access to this snapshot (is the client allowed to use the Snapshots API?)",
-            404: "snapshot not found or not generated yet",
+            404: "not found",
             406: "MX does not serve this media type (Accept header)",
             410: "the snapshot was purged (MX deletes snapshot files 30 days after generation)",
         }
@@ -181,9 +205,22 @@ class MxSnapshotsHook(ExportHook):
     # ---- the "job" is the snapshot GUID --------------------------------------------------------
     @staticmethod
     def check_guid(guid: Any) -> str:
-        if not isinstance(guid, str) or not guid.strip():
-            raise ExportInputError(f"snapshot_guid: expected the GUID MX handed out (e.g. 'CSS-1234'), got {guid!r}")
-        return guid.strip()
+        """The GUID as MX handed it out; one error for what cannot be one (before any call to MX).
+
+        A template that rendered nothing (``''``, ``'None'``), a path separator or ``..`` (it would
+        move the listing to another path), whitespace and control characters are refused.
+        """
+        expected = "expected the GUID MX handed out, e.g. 'CSS-1234'"
+        if not isinstance(guid, str) or not guid.strip() or guid.strip() in ("None", "null"):
+            raise ExportInputError(
+                f"snapshot_guid: {expected}, got {guid!r} (an empty value or a template that rendered None)"
+            )
+        if _BAD_GUID.search(guid) or ".." in guid:
+            raise ExportInputError(
+                f"snapshot_guid: {reprlib.repr(guid)} is not a GUID: {expected}, without '/', '\\', '..', "
+                "whitespace or control characters"
+            )
+        return guid
 
     def listing_url(self, guid: str) -> str:
         return self.url(self.list_path.format(guid=quote(self.check_guid(guid), safe="")))
@@ -205,7 +242,7 @@ class MxSnapshotsHook(ExportHook):
             pages = [self.client.json(self._page_request(job_id, n)) for n in _more_pages(first)]
         except VendorHTTPError as err:
             return self._stamp(self.job_from_error(job_id, err))
-        return self._stamp(self.parse_job(job_id, _merge_pages(first, pages)))
+        return self._stamp(self._parse_listing(job_id, *self._merge_pages(first, pages)))
 
     async def aget_job(self, job_id: str) -> ExportJob:
         await self.aconnect()
@@ -214,14 +251,22 @@ class MxSnapshotsHook(ExportHook):
             pages = [await self.aclient.json(self._page_request(job_id, n)) for n in _more_pages(first)]
         except VendorHTTPError as err:
             return self._stamp(self.job_from_error(job_id, err))
-        return self._stamp(self.parse_job(job_id, _merge_pages(first, pages)))
+        return self._stamp(self._parse_listing(job_id, *self._merge_pages(first, pages)))
 
     def job_from_error(self, job_id: str, error: VendorHTTPError) -> ExportJob:
         if error.status == 404:
-            return self._job(job_id, JobState.PENDING, "not_ready", "snapshot not listed yet (404): MX is still generating it")
+            raise VendorHTTPError(VENDOR, 404, self.unknown_guid_message(job_id)) from None
         if error.status == 410:
             return self._job(job_id, JobState.FAILED, "purged", self.purged_message(job_id))
         raise error
+
+    def unknown_guid_message(self, guid: str) -> str:
+        """One line for a 404 on the listing: MX hands out a GUID only once its snapshot exists."""
+        return (
+            f"MX has no snapshot {guid!r} at listing path {self.list_path!r} on {redact_url(self.base_url)} (404 Not Found): "
+            "MX hands out a GUID only once the snapshot exists, so the GUID may be mistyped, or the connection "
+            f"{self.conn_id!r} has a wrong host or path extras (list_path)"
+        )
 
     @staticmethod
     def purged_message(guid: str, generated: datetime | None = None) -> str:
@@ -235,7 +280,9 @@ class MxSnapshotsHook(ExportHook):
         return ExportJob(vendor=VENDOR, conn_id=self.conn_id, job_id=guid, state=state, raw_state=raw, message=message, **kwargs)
 
     def parse_job(self, job_id: str, payload: Any) -> ExportJob:
-        entries, meta = self._entries(payload)
+        return self._parse_listing(job_id, *self._entries(payload))
+
+    def _parse_listing(self, job_id: str, entries: list[Any], meta: dict[str, Any]) -> ExportJob:
         generated = parse_time(meta.get("generated_at") or meta.get("created_at"))
         extra: dict[str, Any] = {"snapshot_guid": job_id}
         if generated is not None:
@@ -252,9 +299,13 @@ class MxSnapshotsHook(ExportHook):
         extra["resources"] = sorted({f.resource for f in files if f.resource})
         return self._job(job_id, JobState.SUCCESS, "ready", None, files=order_files(files), extra=extra)
 
-    @staticmethod
-    def _entries(payload: Any) -> tuple[list[Any], dict[str, Any]]:
-        """The file entries and the snapshot metadata, from a bare list or an object holding one."""
+    def _entries(self, payload: Any) -> tuple[list[Any], dict[str, Any]]:
+        """The file entries and the snapshot metadata, from a bare list or an object holding one.
+
+        MX does not publish the wrapper key: with the extra ``files_key`` that key is read; without
+        it, the one list in the object is the list of files (when there are several, the usual
+        ``files`` / ``snapshot_files`` / ``urls`` / ``file_urls``, else an error asking for the extra).
+        """
         if isinstance(payload, list):
             return payload, {}
         if not isinstance(payload, dict):
@@ -263,15 +314,39 @@ class MxSnapshotsHook(ExportHook):
         snapshot = payload.get("snapshot")
         if isinstance(snapshot, dict):
             meta.update(snapshot)
-        for key in ("files", "snapshot_files", "urls", "file_urls"):
-            if key in payload:
-                entries = payload[key]
-                if entries is None:
-                    return [], meta
-                if not isinstance(entries, list):
-                    raise VendorHTTPError(VENDOR, 200, f"listing: field {key!r} should be a list, got {type(entries).__name__}")
-                return entries, meta
-        raise VendorHTTPError(VENDOR, 200, "listing: no 'files' field in the answer")
+        key = self.files_key
+        if key is None:
+            lists = [k for k, v in payload.items() if isinstance(v, list)]
+            usual = [k for k in _USUAL_KEYS if k in payload]
+            if len(lists) == 1:
+                key = lists[0]
+            elif len(usual) == 1:
+                key = usual[0]
+            else:
+                fields = ", ".join(repr(k) for k in payload) or "none"
+                why = f"several lists ({', '.join(map(repr, lists))})" if lists else "no list of file entries (such as 'files')"
+                raise VendorHTTPError(
+                    VENDOR, 200,
+                    f"listing: the answer has {why} (fields: {fields}); name the key of the file entries in the "
+                    f"connection extra 'files_key'",
+                )
+        if key not in payload:
+            fields = ", ".join(repr(k) for k in payload) or "none"
+            raise VendorHTTPError(VENDOR, 200, f"listing: no {key!r} field in the answer (fields: {fields}; extra 'files_key')")
+        entries = payload[key]
+        if entries is None:
+            return [], meta
+        if not isinstance(entries, list):
+            raise VendorHTTPError(VENDOR, 200, f"listing: field {key!r} should be a list, got {type(entries).__name__}")
+        return entries, meta
+
+    def _merge_pages(self, first: Any, pages: list[Any]) -> tuple[list[Any], dict[str, Any]]:
+        """One listing from several pages: the entries of all pages, the metadata of the first."""
+        entries, meta = self._entries(first)
+        merged = list(entries)
+        for page in pages:
+            merged.extend(self._entries(page)[0])
+        return merged, meta
 
     def _file(self, guid: str, index: int, entry: Any) -> ExportFile:
         where = f"listing: files[{index}]"
@@ -337,7 +412,7 @@ class MxSnapshotsHook(ExportHook):
     def _relisted_url(self, file: ExportFile) -> str:
         first = self.client.json(self.status_request(file.job_id))
         pages = [self.client.json(self._page_request(file.job_id, n)) for n in _more_pages(first)]
-        entries, _ = self._entries(_merge_pages(first, pages))
+        entries, _ = self._merge_pages(first, pages)
         for i, entry in enumerate(entries):
             if isinstance(entry, dict) and str(entry.get("name") or i) == file.key:
                 url = entry.get("url") or entry.get("href") or entry.get("download_url")
@@ -353,7 +428,8 @@ class MxSnapshotsHook(ExportHook):
 
     def check_connection(self) -> str:
         """GET the listing root (the list path before ``{guid}``); if that is not served (404), list a
-        probe GUID instead: 2xx or 404 there means the credentials passed, 401/403 raise."""
+        probe GUID instead. Only a 2xx proves the credentials were accepted; 401/403 raise MX's words,
+        and a 404 on both says MX was reached but the credentials could not be checked."""
         root = self.list_path.split("{guid}", 1)[0].rstrip("/") or "/"
         try:
             self.client.send(Request("GET", self.url(root), headers={"Accept": ACCEPT_JSON})).close()
@@ -365,6 +441,12 @@ class MxSnapshotsHook(ExportHook):
             except VendorHTTPError as probe:
                 if probe.status not in (404, 410):
                     raise
+                raise ExportError(
+                    f"reached MX at {redact_url(self.base_url)}, but could not check the credentials: the listing root "
+                    f"{root!r} and a probe listing ({self.list_path!r}) both answered HTTP {probe.status}, and MX checks "
+                    "them only on a snapshot that exists; list a real snapshot GUID to be sure (wrong credentials then "
+                    "answer 401/403)"
+                ) from None
         return f"MX accepted the credentials ({self.auth_style}) at {self.base_url}"
 
 
@@ -386,17 +468,6 @@ def _more_pages(payload: Any) -> range:
     if current < 1:  # else range() below would ask for billions of pages
         raise VendorHTTPError(VENDOR, 200, f"listing: pagination.current_page {reprlib.repr(current)} is not a page number")
     return range(current + 1, total + 1)
-
-
-def _merge_pages(first: Any, pages: list[Any]) -> Any:
-    """One listing from several pages: the entries of all pages, the metadata of the first."""
-    if not pages:
-        return first
-    entries, meta = MxSnapshotsHook._entries(first)
-    merged = list(entries)
-    for page in pages:
-        merged.extend(MxSnapshotsHook._entries(page)[0])
-    return {**meta, "files": merged}
 
 
 def _register_query_secrets(url: str) -> None:

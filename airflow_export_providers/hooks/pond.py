@@ -19,11 +19,12 @@ import re
 import reprlib
 import time
 from calendar import timegm
+from datetime import datetime
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 from airflow_export_providers.core.auth import TokenAuth
-from airflow_export_providers.core.errors import ExportInputError, VendorHTTPError
+from airflow_export_providers.core.errors import ExportInputError, ExportJobFailed, VendorHTTPError
 from airflow_export_providers.core.hook import ExportHook, require_secure_url
 from airflow_export_providers.core.http import Auth, Request, parse_json
 from airflow_export_providers.core.job import ExportFile, ExportJob, JobState, map_state
@@ -91,6 +92,44 @@ def is_url(value: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _instant(value: Any) -> float | None:
+    """An ISO 8601 time as epoch seconds (milliseconds kept), None when it is not one."""
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment.timestamp() if moment.tzinfo else None
+
+
+def check_echoed_query(sid: str, items: Any, entity: str, created_at_from: str, created_at_to: str) -> None:
+    """Fail when the snapshot POND scheduled is not the one asked for.
+
+    Every item echoes its ``query`` (entity, ``created_at`` range). The seed: without the form
+    Content-type "the parameters will be ignored", and POND then snapshots its defaults (another
+    range, maybe the whole history). Landing that under this run's key would be a silent wrong
+    data set: compare, and stop at once with what to fix.
+    """
+    sent = {"entity": entity, "created_at": [created_at_from, created_at_to]}
+    echoed = [item.get("query") for item in items if isinstance(item, dict)] if isinstance(items, list) else []
+    queries: list[dict[str, Any]] = [q for q in echoed if isinstance(q, dict)]
+    if not queries or len(queries) != len(echoed):
+        log.warning("pond: snapshot %s does not echo its query; cannot check that POND read the parameters %s", sid, sent)
+        return
+    for query in queries:
+        echoed_range = query.get("created_at")
+        bounds = list(echoed_range) if isinstance(echoed_range, (list, tuple)) and len(echoed_range) == 2 else [None, None]
+        same_range = [_instant(b) for b in bounds] == [_instant(created_at_from), _instant(created_at_to)]
+        if query.get("entity", "event") != entity or not same_range:
+            raise ExportJobFailed(
+                f"pond: POND ignored the snapshot parameters: snapshot {sid} echoes the query {json.dumps(query, sort_keys=True)} "
+                f"but {json.dumps(sent, sort_keys=True)} was sent. The API reads the parameters only from a form body with "
+                f"'Content-type: {FORM}' (\"or the parameters will be ignored\"): check that no proxy or gateway between "
+                "Airflow and POND drops or rewrites that header. Nothing of this snapshot is landed."
+            )
 
 
 class PondTokenAuth(TokenAuth):
@@ -228,7 +267,8 @@ class PondHook(ExportHook):
             raise VendorHTTPError(self.vendor, status, "schedule answer has no snapshot.href", url=req.url)
         if status != 202:
             log.warning("pond: schedule answered HTTP %s (the API documents 202)", status)
-        snapshot_id(href)  # validates its shape
+        sid = snapshot_id(href)  # validates its shape
+        check_echoed_query(sid, snapshot.get("items") if isinstance(snapshot, dict) else None, entity, created_at_from, created_at_to)
         return href
 
     # ---- status -------------------------------------------------------------------------------

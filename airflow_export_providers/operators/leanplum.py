@@ -7,7 +7,6 @@ Leanplum's dates are Pacific (America/Los_Angeles) days, Airflow's data interval
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from datetime import date, datetime, timedelta, timezone
@@ -18,8 +17,17 @@ from airflow_export_providers.core.hook import require_secure_url
 from airflow_export_providers.core.job import ExportJob, JobState, Watermark
 from airflow_export_providers.core.operator import ExportOperator
 from airflow_export_providers.core.validate import positive_seconds, strict_bool
-from airflow_export_providers.core.watermark import read_watermark
-from airflow_export_providers.hooks.leanplum import PACIFIC, LeanplumHook
+from airflow_export_providers.core.watermark import (
+    DEFAULT_POOL,
+    drop_inflight,
+    inflight_variable,
+    overlap_problem,
+    pool_size,
+    read_inflight,
+    read_watermark,
+    write_inflight,
+)
+from airflow_export_providers.hooks.leanplum import GONE_STATE, PACIFIC, LeanplumHook
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -203,8 +211,9 @@ class LeanplumExportOperator(_LeanplumOperatorBase):
     :param export_start_date: first Pacific day, YYYYMMDD (templated).
     :param export_end_date: last Pacific day, included (templated); defaults to the start day when the
         start is given, else to the end of the data interval.
-    :param start_time: optional epoch seconds: only data that became available at or after it.
-    :param end_time: optional epoch seconds: only data that became available at or before it.
+    :param start_time: optional epoch seconds (Leanplum's ``startTime``): first availability time to include.
+    :param end_time: optional epoch seconds (Leanplum's ``endTime``): last availability time to include
+        (whether Leanplum includes the instant itself is not documented; chain ranges end-to-start).
     :param export_format: ``json`` (one session per line) or ``csv`` (a file family per data type).
     :param callback_url: Leanplum POSTs the result there when the job is done (https).
     :param s3_bucket_name: also let Leanplum copy the files to this bucket; the access keys are read
@@ -292,20 +301,27 @@ class LeanplumExportOperator(_LeanplumOperatorBase):
         return job
 
 
-# ---- streaming -----------------------------------------------------------------------------------
+# ---- streaming ----------------------------------------------------------------------------------
 class LeanplumStreamingExportOperator(_LeanplumOperatorBase):
     """Export what became available since the last landed export (Leanplum "streaming export").
 
     Each run asks for startDate = now - 8 days, endDate = now + 2 days (Pacific), startTime = the
-    watermark + 1 (both ends are inclusive whole seconds, so consecutive ranges neither overlap nor
-    leave a gap), endTime = now. The ExportJob carries ``Watermark(variable, previous, proposed=endTime)``;
-    the transfer operator moves the Variable only after every file has landed.
+    watermark exactly (the seed: "the endTime of the last successful export job"), endTime = now.
+    Consecutive ranges share their boundary: nothing is lost whether Leanplum's window is half-open
+    or includes both ends (then a session available exactly at the boundary is exported twice and
+    can be dropped downstream by its ``sessionId``). The ExportJob carries
+    ``Watermark(variable, previous, proposed=endTime, job_id)``; the transfer operator moves the
+    Variable only after every file has landed, and refuses to land when another run moved it.
 
-    The job in flight is remembered in the Variable ``<watermark_variable>.inflight`` (job id, range,
+    The job in flight is claimed in the Variable ``<watermark_variable>.inflight`` (job id, range,
     owning run). A run that finds the export of the current watermark still in flight resumes it
     instead of starting another; if the run owning it is still running (it may be landing), this run
     is skipped so a range is never exported twice. If that export finished but was never committed
-    (its landing failed) or FAILED, the same range (from the same watermark) is exported again.
+    (its landing failed), FAILED, or can no longer be read (Leanplum forgot it), the same range is
+    exported again from the watermark.
+
+    Runs must not overlap: a DAG allowing more than one active run (``max_active_runs``) with the task
+    in no 1-slot pool is refused when the DAG is parsed, and again before any call to Leanplum.
 
     :param watermark_variable: Airflow Variable holding the last landed ``endTime`` (epoch seconds).
     :param initial_start_time: where a stream without a Variable starts (epoch seconds, datetime or ISO
@@ -324,12 +340,20 @@ class LeanplumStreamingExportOperator(_LeanplumOperatorBase):
         super().__init__(**kwargs)
         self.watermark_variable = watermark_variable
         self.initial_start_time = initial_start_time
+        problem = overlap_problem(self, self.dag if self.has_dag() else None)
+        if problem:
+            raise ExportInputError(problem)  # at parse time: the DAG shows as broken, naming the fix
 
     @property
     def inflight_variable(self) -> str:
-        return f"{self.watermark_variable}.inflight"
+        return inflight_variable(self.watermark_variable)
 
     def validate(self, context: Context) -> None:
+        dag = context.get("dag") or (self.dag if self.has_dag() else None)
+        pool = getattr(self, "pool", None)
+        problem = overlap_problem(self, dag, pool_size(pool) if pool and pool != DEFAULT_POOL else None)
+        if problem:
+            raise ExportInputError(problem)
         self.validate_common()
         if not self.watermark_variable:
             raise ExportInputError("watermark_variable: the name of an Airflow Variable is required")
@@ -344,22 +368,10 @@ class LeanplumStreamingExportOperator(_LeanplumOperatorBase):
         return value, parse_epoch(value, f"Variable {self.watermark_variable}")
 
     def read_inflight(self) -> dict[str, Any] | None:
-        from airflow.sdk import Variable
-
-        raw = Variable.get(self.inflight_variable, default=None)
-        if not raw:
-            return None
-        try:
-            record = json.loads(raw)
-        except ValueError:
-            self.log.warning("Variable %s is not JSON; ignoring it", self.inflight_variable)
-            return None
-        return record if isinstance(record, dict) and record.get("job_id") else None
+        return read_inflight(self.watermark_variable)
 
     def write_inflight(self, record: dict[str, Any]) -> None:
-        from airflow.sdk import Variable
-
-        Variable.set(self.inflight_variable, json.dumps(record))
+        write_inflight(self.watermark_variable, record)
 
     @staticmethod
     def _owner(context: Context) -> dict[str, Any]:
@@ -408,15 +420,20 @@ class LeanplumStreamingExportOperator(_LeanplumOperatorBase):
             if job.state == JobState.SUCCESS:
                 self.log.warning("Export %s finished but its range was never committed (its landing failed?): "
                                  "exporting the same range again from %s", job_id, mark)
+            elif job.raw_state == GONE_STATE:
+                self.log.warning("In-flight export %s of stream %s can no longer be read (%s); dropping it and "
+                                 "exporting the range again from the watermark %s", job_id, self.watermark_variable,
+                                 job.message, mark)
+                drop_inflight(self.watermark_variable)
             else:
                 self.log.warning("Export %s of stream %s FAILED (%s): exporting the same range again", job_id, self.watermark_variable, job.raw_state)
         now = time.time()
         if mark is not None:
-            start_time: int | None = mark + 1
+            start_time: int | None = mark  # the seed: startTime = the endTime of the last export, exactly
         else:
             start_time = parse_epoch(self.initial_start_time, "initial_start_time")
         end_time = int(now)
-        if start_time is not None and start_time > end_time:
+        if start_time is not None and start_time >= end_time:
             raise AirflowSkipException(f"stream {self.watermark_variable}: watermark {mark} is not in the past yet; nothing to export")
         earliest = min(now, float(start_time)) if start_time is not None else now
         start_day = max(datetime.fromtimestamp(earliest, PACIFIC).date() - STREAM_LOOKBACK, oldest_allowed_date(now))
@@ -446,7 +463,8 @@ class LeanplumStreamingExportOperator(_LeanplumOperatorBase):
             raise ExportInputError(
                 f"watermark_variable: no record of the range exported by job {job.job_id}; not proposing a watermark"
             )
-        job.watermark = Watermark(variable=self.watermark_variable, previous=window["previous"], proposed=window["end_time"])
+        job.watermark = Watermark(variable=self.watermark_variable, previous=window["previous"], proposed=window["end_time"],
+                                  job_id=job.job_id)
         job.extra.update({
             "start_date": window["start_date"], "end_date": window["end_date"], "start_time": window["start_time"],
             "end_time": window["end_time"], "export_format": self.export_format, **self.s3_extra(),

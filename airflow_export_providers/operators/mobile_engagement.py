@@ -1,23 +1,25 @@
 """MobileEngagementExportOperator: one Azure Mobile Engagement export task, every kind in the spec.
 
-The operator derives a short-lived write + list container SAS from the wasb connection at submit
-time (users never paste SAS tokens); the SAS lives only in the request body: it is not a template
-field, not in XCom, not in the trigger and never logged.
+The operator derives a write + list container SAS from the wasb connection at submit time (users
+never paste SAS tokens). It lives until the job's deadline plus a margin, so the service can write
+however late within ``job_timeout`` it starts; the SAS lives only in the request body: it is not a
+template field, not in XCom, not in the trigger and never logged.
 """
 
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from airflow_export_providers.core.errors import ExportInputError
 from airflow_export_providers.core.hook import ExportHook
+from airflow_export_providers.core.interval import context_interval
 from airflow_export_providers.core.operator import ExportOperator
 from airflow_export_providers.hooks.mobile_engagement import (
     CAMPAIGN_TYPES,
-    DEFAULT_BLOB_PREFIX,
     EXPORT_FORMATS,
     FEEDBACK_KINDS,
     HISTORICAL_KINDS,
@@ -30,7 +32,8 @@ from airflow_export_providers.hooks.mobile_engagement import (
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-DEFAULT_SAS_LIFETIME = timedelta(hours=4)
+#: The SAS outlives the job's deadline by this much (clock skew, the service's last writes).
+SAS_MARGIN = timedelta(hours=1)
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _NO_DEVICE_KIND = (
     "kind: {kind!r} — the 'Device' snapshot described in the Mobile Engagement export overview has no REST kind in "
@@ -121,7 +124,9 @@ class MobileEngagementExportOperator(ExportOperator):
     :param export_start_date: first day (YYYY-MM-DD) of a historical export; defaults to the day the
         data interval starts. (Named so because ``start_date`` is the task's own Airflow start date.)
     :param export_end_date: last day (YYYY-MM-DD, inclusive) of a historical export; defaults to the last
-        day inside the data interval (the same day for a daily DAG).
+        day inside the data interval (the same day for a daily DAG). A run without a data interval
+        (triggered by hand without a logical date) or with a zero-length one exports the last
+        complete UTC day before it.
     :param export_format: ``JsonBlob`` (default) or ``CsvBlob``.
     :param wasb_conn_id: Azure Blob connection the container SAS is derived from (account key or an
         Azure AD identity that may ask for a user delegation key).
@@ -131,8 +136,12 @@ class MobileEngagementExportOperator(ExportOperator):
     :param campaign_window_end: RFC 3339 date-time (feedbackByDate only).
     :param campaign_ids: integer campaign ids (feedbackByCampaign only).
     :param description: the task's description; defaults to ``airflow:{dag_id}/{task_id}/{run_id}``.
-    :param blob_prefix: where the task's blobs are found, template with ``{task_id}`` (default ``{task_id}/``).
-    :param sas_lifetime: how long the write + list SAS stays valid (default 4 hours: exports can take hours).
+    :param blob_prefix: where the task's blobs are found, template with ``{task_id}``, ``{export_type}``,
+        ``{description}`` (default: the connection extra ``blob_prefix``, else ``{task_id}/``). A
+        Succeeded task with no blob there fails the task, naming the container and the prefix.
+    :param sas_lifetime: how long the write + list SAS stays valid (a timedelta or seconds, > 0). Default:
+        until the job's deadline (``job_timeout`` from the first submit, capped by ``execution_timeout``)
+        plus one hour, as a job may take minutes to start and then hours to run.
     """
 
     hook_class = MobileEngagementHook
@@ -157,8 +166,8 @@ class MobileEngagementExportOperator(ExportOperator):
         campaign_window_end: str | datetime | None = None,
         campaign_ids: Sequence[int] | str | None = None,
         description: str | None = None,
-        blob_prefix: str = DEFAULT_BLOB_PREFIX,
-        sas_lifetime: timedelta | float = DEFAULT_SAS_LIFETIME,
+        blob_prefix: str | None = None,
+        sas_lifetime: timedelta | float | None = None,
         create_container: bool = True,
         **kwargs: Any,
     ) -> None:
@@ -175,7 +184,7 @@ class MobileEngagementExportOperator(ExportOperator):
         self.campaign_ids = campaign_ids
         self.description = description
         self.blob_prefix = blob_prefix
-        self.sas_lifetime = sas_lifetime if isinstance(sas_lifetime, timedelta) else timedelta(seconds=float(sas_lifetime))
+        self.sas_lifetime = sas_lifetime  # checked in validate(), before any call
         self.create_container = create_container
         self._fields: dict[str, Any] | None = None
         self._kind: str | None = None
@@ -193,14 +202,10 @@ class MobileEngagementExportOperator(ExportOperator):
             )
 
     def _interval_dates(self, context: Context) -> tuple[str, str]:
-        start = context.get("data_interval_start")
-        end = context.get("data_interval_end")
-        if start is None or end is None:
-            raise ExportInputError(
-                "export_start_date: not given and this run has no data interval to take it from; pass export_start_date "
-                "and export_end_date (YYYY-MM-DD)"
-            )
-        last = end - timedelta(microseconds=1) if end > start else start
+        """The days of the data interval; without one (a run triggered without a logical date, or a
+        zero-length interval), the last complete UTC day before the run."""
+        start, end = context_interval(context)
+        last = end - timedelta(microseconds=1)
         return start.date().isoformat(), last.date().isoformat()
 
     def build_fields(self, context: Context) -> tuple[str, dict[str, Any]]:
@@ -261,10 +266,39 @@ class MobileEngagementExportOperator(ExportOperator):
         return f"airflow:{dag_id}/{task_id}/{run_id}"
 
     def validate(self, context: Context) -> None:
+        self._checked_sas_lifetime()
         self._kind, self._fields = self.build_fields(context)
 
+    def _checked_sas_lifetime(self) -> timedelta | None:
+        value = self.sas_lifetime
+        if value is None:
+            return None
+        lifetime: timedelta | None = value if isinstance(value, timedelta) else None
+        if lifetime is None and isinstance(value, (int, float)) and not isinstance(value, bool):
+            lifetime = timedelta(seconds=float(value))
+        if lifetime is None or not lifetime.total_seconds() > 0:
+            raise ExportInputError(
+                f"sas_lifetime: {value!r} is not a positive duration (a timedelta or seconds > 0); leave it unset to keep "
+                "the SAS valid until the job's deadline plus one hour"
+            )
+        return lifetime
+
+    def sas_lifetime_for(self, context: Context) -> timedelta:
+        """How long the SAS must live: ``sas_lifetime``, else until the job's deadline plus SAS_MARGIN."""
+        deadline = self._deadline(context, self._store(context))  # the engine's deadline, already set by the submit
+        until_deadline = timedelta(seconds=max(0.0, deadline - time.time()))
+        lifetime = self._checked_sas_lifetime()
+        if lifetime is None:
+            return until_deadline + SAS_MARGIN
+        if lifetime < until_deadline:
+            self.log.warning(
+                "sas_lifetime %s ends before the job's deadline (in %s): if the export still runs then, the service can no "
+                "longer write into %s and the task fails", lifetime, until_deadline, self.container,
+            )
+        return lifetime
+
     # ---- submit -------------------------------------------------------------------------------
-    def container_url(self) -> str:
+    def container_url(self, context: Context | None = None) -> str:
         """The container URL with a fresh write + list SAS (a secret: never store or log it)."""
         from azure.core.exceptions import ResourceExistsError
         from azure.storage.blob import ContainerSasPermissions
@@ -279,8 +313,9 @@ class MobileEngagementExportOperator(ExportOperator):
                 self.log.info("Created container %s", self.container)
             except ResourceExistsError:
                 pass
+        lifetime = self.sas_lifetime_for(context if context is not None else {})  # type: ignore[arg-type]
         sas = container_sas(
-            self.wasb_conn_id, self.container, ContainerSasPermissions(write=True, list=True), self.sas_lifetime, service=service,
+            self.wasb_conn_id, self.container, ContainerSasPermissions(write=True, list=True), lifetime, service=service,
         )
         return f"{container.url}?{sas}"
 
@@ -289,7 +324,7 @@ class MobileEngagementExportOperator(ExportOperator):
         if self._fields is None or self._kind is None:
             self.validate(context)
         assert self._fields is not None and self._kind is not None
-        body = {"containerUrl": self.container_url(), **self._fields}
+        body = {"containerUrl": self.container_url(context), **self._fields}
         self.log.info(
             "Creating a %s export task into container %s (%s)", self._kind, self.container,
             ", ".join(f"{k}={v}" for k, v in self._fields.items() if k != "description"),

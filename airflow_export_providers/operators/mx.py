@@ -2,8 +2,8 @@
 
 MX has nothing to submit: the snapshot exists once MX generated it. The operator fits the engine by
 "submitting" the GUID itself (``submit_job`` only validates it and returns it); the engine then reads
-the listing like any job status, waits (deferred or polling) while the snapshot is not ready, and
-fails on a purged one. ``complete`` keeps the requested resources, in MX's load order.
+the listing like any job status, waits (deferred or polling) while it lists no files, and fails on
+a purged snapshot or an unknown GUID (404). ``complete`` keeps the requested resources, in MX's load order.
 """
 
 from __future__ import annotations
@@ -71,8 +71,10 @@ class MxSnapshotOperator(ExportOperator):
     :param allow_missing: False (default) fails when a requested resource has no file in the snapshot.
     :param conn_id: an ``mx_snapshots`` connection (default ``mx_snapshots_default``).
 
-    Waiting for a snapshot that is not ready yet works as in every export operator (``deferrable``,
-    ``poll_interval``, ``job_timeout``); a purged snapshot fails at once (it is never "resubmitted").
+    Waiting for a snapshot that lists no files yet works as in every export operator (``deferrable``,
+    ``poll_interval``, ``job_timeout``); a purged snapshot fails at once (it is never "resubmitted"),
+    and so does a 404 on the listing (MX hands out a GUID only once the snapshot exists: the GUID is
+    mistyped or the connection's host / ``list_path`` is wrong).
     ``wait_for_completion=False`` only checks the GUID's form and returns it, without calling MX
     (there is nothing to submit): to wait apart, use ``MxSnapshotSensor`` (see docs/split_flow.md).
     """

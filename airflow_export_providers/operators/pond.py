@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_export_providers.core.errors import ExportInputError
 from airflow_export_providers.core.hook import ExportHook
+from airflow_export_providers.core.interval import context_interval
 from airflow_export_providers.core.operator import ExportOperator
 from airflow_export_providers.core.validate import positive_seconds
 from airflow_export_providers.hooks.pond import PondHook
@@ -51,7 +52,9 @@ class PondSnapshotOperator(ExportOperator):
 
     :param entity: the data entity to snapshot (POND's default is ``event``).
     :param created_at_from: start of the range (templated); default the run's data interval start.
-    :param created_at_to: end of the range (templated); default the run's data interval end.
+    :param created_at_to: end of the range (templated); default the run's data interval end. A run
+        without a data interval (triggered by hand without a logical date) or with a zero-length one
+        (a cron trigger timetable) snapshots the last complete UTC day before it.
     :param link_refresh_margin: seconds before a presigned link expires at which downloads re-sign it.
     """
 
@@ -77,18 +80,13 @@ class PondSnapshotOperator(ExportOperator):
         return {"link_refresh_margin": self.link_refresh_margin}
 
     def _range(self, context: Context) -> tuple[str, str]:
+        default_from, default_to = context_interval(context)  # the data interval, else the last complete UTC day
         bounds = []
-        for field, value, default_key in (
-            ("created_at_from", self.created_at_from, "data_interval_start"),
-            ("created_at_to", self.created_at_to, "data_interval_end"),
+        for field, value, default in (
+            ("created_at_from", self.created_at_from, default_from),
+            ("created_at_to", self.created_at_to, default_to),
         ):
-            if value is None or value == "":
-                value = context.get(default_key)  # type: ignore[misc]
-                if value is None:
-                    raise ExportInputError(
-                        f"{field}: not given and this run has no {default_key}; pass a timezone-aware datetime or ISO 8601 string"
-                    )
-            bounds.append(pond_timestamp(value, field))
+            bounds.append(pond_timestamp(default if value is None or value == "" else value, field))
         return bounds[0], bounds[1]
 
     def validate(self, context: Context) -> None:
@@ -96,12 +94,6 @@ class PondSnapshotOperator(ExportOperator):
             raise ExportInputError(f"entity: {self.entity!r} is not an entity name; accepted: lower-case names such as 'event'")
         start, end = self._range(context)
         # Same fixed-width format, so string order is time order.
-        if start == end and self.created_at_from in (None, "") and self.created_at_to in (None, ""):
-            raise ExportInputError(
-                f"created_at_from/created_at_to: this run's data interval is empty ({start} .. {end}); in Airflow 3 a "
-                "cron-string schedule makes runs without data intervals: schedule the DAG with CronDataIntervalTimetable "
-                "(or another data-interval timetable), or pass created_at_from and created_at_to"
-            )
         if start >= end:
             raise ExportInputError(
                 f"created_at_from ({start}) must be before created_at_to ({end}): POND snapshots a non-empty range"

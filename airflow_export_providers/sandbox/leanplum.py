@@ -10,17 +10,29 @@ What is simulated faithfully:
   line, or the CSV family (sessions, states, events, eventparameters, userattributes, experiments);
   files are split at ``max_sessions_per_file``, deleted ``file_ttl_seconds`` after the export finished
   (404 NoSuchKey), and served at signed URLs (``Expires`` + ``Signature``) that expire.
-- Sessions are generated deterministically; each has an "available at" second (when Leanplum made
-  it exportable), so ``startTime``/``endTime`` filtering is real: historical sessions every
-  ``history_step_seconds`` before the sandbox started, then ``live_sessions_per_second`` for
-  ``live_seconds`` (streaming tests), then one every ``history_step_seconds`` again.
+- Sessions are generated deterministically; each has a fractional "available at" time (when
+  Leanplum made it exportable), so ``startTime``/``endTime`` filtering is real and exact: historical
+  sessions every ``history_step_seconds`` before the sandbox started, then ``live_sessions_per_second``
+  for ``live_seconds`` (streaming tests), then one every ``history_step_seconds`` again. The window is
+  ``[startTime, endTime)`` (``time_window="half-open"``, default) or ``[startTime, endTime]``
+  (``"inclusive"``); ``quiet`` ([[from, to], ...]) are periods in which nothing becomes available.
+- An export that matches nothing answers ``{"success": true}`` without a ``jobId`` (the seed: a jobId
+  "if data matching supplied arguments is available"); it counts against the quota.
+- ``getExportResults`` of an unknown job, or of one older than ``job_ttl_seconds``, is refused with
+  HTTP ``unknown_job_status`` (404); ``status_field="status"`` names the state field ``status`` as the
+  seed's table does.
 - Direct-to-S3: with ``s3BucketName`` + ``s3AccessId`` + ``s3AccessKey`` the files are also written
   to ``config["s3_endpoint"]`` (moto) under ``s3ObjectPrefix``, gzip'd with ``.gz`` when
   ``compressData=true``. A failed copy fails the job.
 - ``callbackUrl`` receives a POST of the getExportResults answer when the job is final.
 
 Test hooks: ``state.vendor["leanplum"]`` holds ``app_id``, the session generator (``sessions_between``)
-and ``callbacks`` (bodies POSTed to ``/_sandbox/leanplum/callback``).
+and ``callbacks`` (bodies POSTed to ``/_sandbox/leanplum/callback``); ``GET /_sandbox/leanplum/sessions
+?startTime=&endTime=`` (and ``ground_truth()``) lists the sessions a gapless stream over that window
+exports; ``status_reads`` counts getExportResults calls per job. Config: ``quota_message`` /
+``quota_status`` (the words of the quota refusal), ``refuse_message`` / ``refuse_status`` (refuse
+every export in those words), ``export_barrier`` (hold exportData answers until that many arrived:
+overlapping runs submit at the same time).
 """
 
 from __future__ import annotations
@@ -36,6 +48,7 @@ import threading
 import time
 import uuid
 from datetime import date, datetime, timedelta
+from fractions import Fraction
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -95,7 +108,18 @@ def pacific_midnight(day: date) -> float:
 
 # ---- the session generator ---------------------------------------------------------------------
 class SessionSource:
-    """Deterministic sessions indexed by k, each with an integer ``available_at`` second."""
+    """Deterministic sessions indexed by k, each with a fractional ``available_at`` time.
+
+    Leanplum's ``startTime``/``endTime`` are "when data became available", a Number of seconds: the
+    live burst makes ``live_sessions_per_second`` sessions available per second at ``anchor + k/rate``
+    (with 2 a second, every other one sits exactly on a whole second), the history before it and the
+    tail after it are spaced ``history_step_seconds`` apart, a quarter second off the whole second.
+    A window is ``[startTime, endTime)`` (``time_window="half-open"``, the default) or
+    ``[startTime, endTime]`` (``"inclusive"``, the other reading of the seed's "First/Last time to
+    include"); chained exports must lose nothing under either.
+    """
+
+    HISTORY_OFFSET = 0.25
 
     def __init__(self, anchor: int, settings: dict[str, Any], seed: str) -> None:
         self.anchor = anchor
@@ -107,35 +131,33 @@ class SessionSource:
         self.seed = seed
         self.live_count = self.live * self.rate
 
-    def available_at(self, k: int) -> int:
+    def available_at(self, k: int) -> float:
         if k < 0:
-            return self.anchor + k * self.step
+            return self.anchor + k * self.step + self.HISTORY_OFFSET
         if k < self.live_count:
-            return self.anchor + k // self.rate
-        return self.anchor + self.live + (k - self.live_count + 1) * self.step
+            return self.anchor + k / self.rate
+        return self.anchor + self.live + (k - self.live_count + 1) * self.step + self.HISTORY_OFFSET
 
-    def indices(self, t0: float, t1: float) -> range | list[int]:
-        """Every k whose available_at lies in [t0, t1] (integers, both ends included)."""
-        lo, hi = math.ceil(t0), math.floor(t1)
-        if hi < lo:
+    def indices(self, t0: float, t1: float, include_end: bool = False) -> list[int]:
+        """Every k whose available_at lies in [t0, t1) — or [t0, t1] with ``include_end``."""
+        if t1 < t0 or (t1 == t0 and not include_end):
             return []
-        out: list[int] = []
+
+        lo_t, hi_t = Fraction(t0), Fraction(t1)  # exact: a boundary session is in or out, never rounded
+
+        def k_range(base: Fraction, unit: Fraction, k_min: int, k_max: int) -> range:
+            # k with base + k*unit in the window
+            lo = math.ceil((lo_t - base) / unit)
+            top = (hi_t - base) / unit
+            hi = math.floor(top) if include_end else math.ceil(top) - 1
+            return range(max(k_min, lo), min(k_max, hi) + 1)
+
         first_hist = -(self.history // self.step)
-        # history: anchor + k*step, k in [first_hist, -1]
-        k_lo = max(first_hist, math.ceil((lo - self.anchor) / self.step))
-        k_hi = min(-1, math.floor((hi - self.anchor) / self.step))
-        out.extend(range(k_lo, k_hi + 1))
-        # live: anchor + k//rate, k in [0, live_count)
-        if hi >= self.anchor:
-            k_lo = max(0, (lo - self.anchor) * self.rate)
-            k_hi = min(self.live_count - 1, (hi - self.anchor) * self.rate + self.rate - 1)
-            out.extend(range(k_lo, k_hi + 1))
-        # after the live burst: anchor + live + j*step, j >= 1
-        tail0 = self.anchor + self.live
-        if hi > tail0:
-            j_lo = max(1, math.ceil((lo - tail0) / self.step))
-            j_hi = math.floor((hi - tail0) / self.step)
-            out.extend(self.live_count - 1 + j for j in range(j_lo, j_hi + 1))
+        offset, step = Fraction(self.HISTORY_OFFSET), Fraction(self.step)
+        out: list[int] = list(k_range(self.anchor + offset, step, first_hist, -1))
+        out.extend(k_range(Fraction(self.anchor), Fraction(1, self.rate), 0, self.live_count - 1))
+        tail = k_range(self.anchor + self.live + offset, step, 1, 1 << 62)
+        out.extend(self.live_count - 1 + j for j in tail)
         return out
 
     def session(self, k: int) -> dict[str, Any]:
@@ -198,9 +220,9 @@ class SessionSource:
             "states": states,
         }
 
-    def sessions_between(self, t0: float, t1: float) -> list[tuple[int, dict[str, Any]]]:
-        """(available_at, session) for every session available in [t0, t1]."""
-        return [(self.available_at(k), self.session(k)) for k in self.indices(t0, t1)]
+    def sessions_between(self, t0: float, t1: float, include_end: bool = False) -> list[tuple[float, dict[str, Any]]]:
+        """(available_at, session) for every session available in [t0, t1) (or [t0, t1])."""
+        return [(self.available_at(k), self.session(k)) for k in self.indices(t0, t1, include_end)]
 
 
 def source(state: SandboxState) -> SessionSource:
@@ -210,22 +232,62 @@ def source(state: SandboxState) -> SessionSource:
     return vs["source"]  # type: ignore[no-any-return]
 
 
-def select_sessions(state: SandboxState, params: dict[str, Any], now: float) -> list[dict[str, Any]]:
-    """What an export with these (already validated) parameters contains, as of ``now``."""
+def include_end(state: SandboxState) -> bool:
+    """Is ``endTime`` part of the window (``time_window="inclusive"``) or its open end (the default)?"""
+    mode = str(state.vendor_config(VENDOR).get("time_window") or "half-open")
+    if mode not in ("half-open", "inclusive"):
+        raise ValueError(f"sandbox leanplum time_window: {mode!r}; use 'half-open' or 'inclusive'")
+    return mode == "inclusive"
+
+
+def _quiet(state: SandboxState, available: float) -> bool:
+    """Inside a test-set quiet period (``config["leanplum"]["quiet"]``: [[from, to], ...]): nothing arrives then."""
+    return any(q0 <= available < q1 for q0, q1 in state.vendor_config(VENDOR).get("quiet") or ())
+
+
+def available_sessions(state: SandboxState, start_time: float | None, end_time: float | None,
+                       now: float) -> list[tuple[float, dict[str, Any]]]:
+    """(available_at, session) of every session an export of [start_time, end_time) holds as of ``now``.
+
+    ``endTime`` follows the ``time_window`` reading; "as of now" always includes what became available
+    at ``now`` itself. Nothing older than the 60-day window. No date filter: this is availability only.
+    """
     st = _settings(state)
-    first_day = params["start_day"]
-    last_day = params["end_day"]
-    lo_start, hi_start = pacific_midnight(first_day), pacific_midnight(last_day + timedelta(days=1))
-    t0 = max(now - st["window_days"] * 86400, params["start_time"] if params["start_time"] is not None else -math.inf,
-             lo_start)
-    t1 = min(now, params["end_time"] if params["end_time"] is not None else math.inf,
-             hi_start + 8 * 86400)
-    out = []
-    for _avail, session in source(state).sessions_between(t0, t1):
-        if lo_start <= session["time"] < hi_start:
-            out.append(session)
+    t0 = now - st["window_days"] * 86400
+    if start_time is not None:
+        t0 = max(t0, start_time)
+    if end_time is not None and end_time <= now:
+        t1, closed = float(end_time), include_end(state)
+    else:
+        t1, closed = now, True
+    return [(avail, session) for avail, session in source(state).sessions_between(t0, t1, closed)
+            if not _quiet(state, avail)]
+
+
+def select_sessions(state: SandboxState, params: dict[str, Any], now: float) -> list[dict[str, Any]]:
+    """What an export with these (already validated) parameters contains, as of ``now``.
+
+    Sessions that started between 00:00 Pacific on startDate and the end of endDate, among those
+    available in the time window.
+    """
+    lo_start = pacific_midnight(params["start_day"])
+    hi_start = pacific_midnight(params["end_day"] + timedelta(days=1))
+    # A session becomes available after it started (and, here, within 8 days of it).
+    start_time = max(lo_start, params["start_time"]) if params["start_time"] is not None else lo_start
+    end_time = params["end_time"]
+    if end_time is None or end_time > hi_start + 8 * 86400:
+        end_time = min(now, hi_start + 8 * 86400)
+    out = [session for _avail, session in available_sessions(state, start_time, end_time, now)
+           if lo_start <= session["time"] < hi_start]
     random.Random(params["job_id"]).shuffle(out)  # "not necessarily ordered"
     return out
+
+
+def ground_truth(state: SandboxState, start_time: float, end_time: float, now: float | None = None) -> list[dict[str, Any]]:
+    """``sessionId`` and ``availableAt`` of every session a gapless stream over [start_time, end_time) exports."""
+    at = time.time() if now is None else now
+    return [{"sessionId": s["sessionId"], "availableAt": avail}
+            for avail, s in available_sessions(state, start_time, end_time, at)]
 
 
 # ---- file rendering ----------------------------------------------------------------------------
@@ -375,13 +437,17 @@ def _parse_day(value: str | None, field: str) -> date:
         raise ValueError(f"Invalid {field}: '{value}' is not a date.") from None
 
 
-def _parse_time(value: str | None, field: str) -> int | None:
+def _parse_time(value: str | None, field: str) -> float | None:
+    """A Number of epoch seconds (fractions kept: availability times are not whole seconds)."""
     if value in (None, ""):
         return None
     try:
-        return int(float(value))  # type: ignore[arg-type]
+        number = float(value)  # type: ignore[arg-type]
     except ValueError:
-        raise ValueError(f"Invalid {field}: expected seconds since the epoch, got '{value}'.") from None
+        number = math.nan
+    if not math.isfinite(number):
+        raise ValueError(f"Invalid {field}: expected seconds since the epoch, got '{value}'.")
+    return number
 
 
 def validate_export(state: SandboxState, q: dict[str, str], now: float) -> dict[str, Any]:
@@ -419,6 +485,29 @@ def _quota_ok(state: SandboxState, app_id: str, now: float) -> bool:
     return len(used) < int(st["quota_per_day"])
 
 
+def _job_gone(state: SandboxState, job: SandboxJob | None, now: float) -> bool:
+    """Unknown, or forgotten ``job_ttl_seconds`` after it was submitted (Leanplum keeps results 24 hours)."""
+    if job is None or job.vendor != VENDOR:
+        return True
+    ttl = state.vendor_config(VENDOR).get("job_ttl_seconds")
+    return ttl is not None and now > job.created_at + float(ttl)
+
+
+async def _export_barrier(state: SandboxState) -> None:
+    """Test hook ``config["leanplum"]["export_barrier"] = n``: hold exportData answers until n requests
+    arrived (at most ``export_barrier_timeout``, 45 s: within a client's read timeout), so n overlapping
+    runs really submit at once."""
+    cfg = state.vendor_config(VENDOR)
+    want = int(cfg.get("export_barrier") or 0)
+    if want <= 1:
+        return
+    vs = _vstate(state)
+    vs["barrier_arrived"] = int(vs.get("barrier_arrived", 0)) + 1
+    deadline = time.time() + float(cfg.get("export_barrier_timeout") or 45)
+    while vs["barrier_arrived"] < want and time.time() < deadline:
+        await asyncio.sleep(0.05)
+
+
 async def api(request: web.Request) -> web.Response:
     state: SandboxState = request.app["state"]
     q: dict[str, str] = dict(request.query)
@@ -432,24 +521,34 @@ async def api(request: web.Request) -> web.Response:
     action = q.get("action")
     base_url = f"{request.scheme}://{request.host}"
     now = time.time()
+    cfg = state.vendor_config(VENDOR)
     if action == "exportData":
         try:
             params = validate_export(state, q, now)
         except ValueError as exc:
             return _refuse(str(exc))
+        await _export_barrier(state)
+        now = time.time()
+        if cfg.get("refuse_message"):  # test hook: a refusal in words the hook has never seen
+            return _refuse(str(cfg["refuse_message"]), status=int(cfg.get("refuse_status") or 400))
         if not _quota_ok(state, q["appId"], now):
             st = _settings(state)
             vs["refusals"] = int(vs.get("refusals", 0)) + 1
-            return _refuse(f"Export limit reached: you may only export data {st['quota_per_day']} times per day.")
+            message = cfg.get("quota_message") or f"Export limit reached: you may only export data {st['quota_per_day']} times per day."
+            return _refuse(str(message), status=int(cfg.get("quota_status") or 400))
         vs.setdefault("quota", {}).setdefault(q["appId"], []).append(now)
-        cfg = state.vendor_config(VENDOR)
-        fail_next = int(cfg.get("fail_next") or 0)
         job_id = f"export_{random.randrange(10**15, 10**16)}_{random.randrange(10**18, 10**19)}"
+        sessions = select_sessions(state, {**params, "job_id": job_id}, now)
+        if not sessions:
+            # The seed: exportData answers a jobId only "if data matching supplied arguments is available".
+            vs["empty_answers"] = int(vs.get("empty_answers", 0)) + 1
+            return _wrap(True)
+        fail_next = int(cfg.get("fail_next") or 0)
         job = state.new_job(VENDOR, params, job_id=job_id, fail=fail_next > 0)
         if fail_next > 0:
             cfg["fail_next"] = fail_next - 1
         job.params["job_id"] = job_id
-        job.data["sessions"] = select_sessions(state, job.params, now)
+        job.data["sessions"] = sessions
         job.data["submitted_at"] = now
         if params["callbackUrl"]:
             vs.setdefault("tasks", set()).add(
@@ -457,10 +556,15 @@ async def api(request: web.Request) -> web.Response:
         return _wrap(True, jobId=job_id)
     if action == "getExportResults":
         found = state.jobs.get(q.get("jobId") or "")
-        if found is None or found.vendor != VENDOR:
-            return _refuse(f"Export job {q.get('jobId')!r} not found.")
+        if _job_gone(state, found, now):
+            return _refuse(f"Export job {q.get('jobId')!r} not found.", status=int(cfg.get("unknown_job_status") or 404))
+        assert found is not None
+        reads = vs.setdefault("status_reads", {})
+        reads[found.job_id] = reads.get(found.job_id, 0) + 1
         loop = asyncio.get_running_loop()
         body = await loop.run_in_executor(None, results, state, found, base_url)
+        if cfg.get("status_field") == "status":  # the seed's table calls the field "status"
+            body["status"] = body.pop("state")
         return web.json_response({"response": [body]})
     return _refuse(f"Unknown action: {action!r}.")
 
@@ -497,6 +601,23 @@ async def callback_sink(request: web.Request) -> web.Response:
     return web.json_response({"ok": True})
 
 
+async def ground_truth_route(request: web.Request) -> web.Response:
+    """``GET /_sandbox/leanplum/sessions?startTime=..&endTime=..``: the sessions a gapless stream over
+    that window exports (``sessionId``, ``availableAt``), under the sandbox's ``time_window`` reading."""
+    state: SandboxState = request.app["state"]
+    try:
+        t0 = _parse_time(request.query.get("startTime"), "startTime")
+        t1 = _parse_time(request.query.get("endTime"), "endTime")
+    except ValueError as exc:
+        return web.json_response({"error": str(exc)}, status=400)
+    if t0 is None or t1 is None:
+        return web.json_response({"error": "startTime and endTime are required"}, status=400)
+    loop = asyncio.get_running_loop()
+    sessions = await loop.run_in_executor(None, ground_truth, state, t0, t1)
+    return web.json_response({"time_window": "inclusive" if include_end(state) else "half-open",
+                              "count": len(sessions), "sessions": sessions})
+
+
 def setup(app: web.Application, state: SandboxState) -> None:
     vs = _vstate(state)
     vs.setdefault("app_id", "app_" + uuid.uuid4().hex[:16])
@@ -506,6 +627,7 @@ def setup(app: web.Application, state: SandboxState) -> None:
     app.router.add_route("POST", "/api", api)
     app.router.add_get("/leanplum_export/{name}", export_file)
     app.router.add_post("/_sandbox/leanplum/callback", callback_sink)
+    app.router.add_get("/_sandbox/leanplum/sessions", ground_truth_route)
 
 
 def connections(base_url: str, state: SandboxState) -> dict[str, dict[str, Any]]:

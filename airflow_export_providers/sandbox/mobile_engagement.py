@@ -12,7 +12,11 @@
 - Records follow the export record schema (deviceEvents, session, job, push, token, ...).
 
 Settings in ``state.config["mobile_engagement"]``: token_lifetime (s), pending_seconds,
-running_seconds, fail_next, parts (blobs per task), devices, records (per device), aad_host.
+running_seconds, fail_next, parts (blobs per task), devices, records (per device), aad_host, aad_port,
+blob_prefix (where a task's blobs go, a template with ``{task_id}`` and ``{export_type}``; default
+``{task_id}/``: the real service's layout is not public, so a test can put them elsewhere).
+The sandbox-wide ``public_host`` joins the certificate's names and the authority URL; ``tls_dir``
+receives the CA file (``sandbox-ca.pem``) the connection's ``ca_bundle`` names.
 """
 
 from __future__ import annotations
@@ -115,8 +119,8 @@ def _aad_error(status: int, error: str, code: str, description: str) -> web.Resp
 
 
 # ---- TLS for the Azure AD stand-in ------------------------------------------------------------
-def make_tls_material(folder: Path) -> tuple[Path, Path, Path]:
-    """A throw-away CA and a server certificate for localhost/127.0.0.1 signed by it."""
+def make_tls_material(folder: Path, hosts: tuple[str, ...] = ()) -> tuple[Path, Path, Path]:
+    """A throw-away CA and a server certificate for localhost/127.0.0.1 (and ``hosts``) signed by it."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -143,7 +147,8 @@ def make_tls_material(folder: Path) -> tuple[Path, Path, Path]:
         .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(hours=1)).not_valid_after(now + dt.timedelta(days=7))
         .add_extension(x509.SubjectAlternativeName(
-            [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            + [x509.DNSName(h) for h in hosts if h != "localhost"]), critical=False)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
@@ -218,7 +223,15 @@ async def _start_aad(app: web.Application) -> None:
     state: SandboxState = app["state"]
     cfg = _cfg(state)
     folder = Path(tempfile.mkdtemp(prefix="aep-sandbox-aad-"))
-    ca_path, cert_path, key_path = make_tls_material(folder)
+    public = str(state.config.get("public_host") or "")
+    ca_path, cert_path, key_path = make_tls_material(folder, (public,) if public and not _is_ip(public) else ())
+    if state.config.get("tls_dir"):  # a folder the clients share (a compose volume): the CA only, never the key
+        shared = Path(state.config["tls_dir"]) / "sandbox-ca.pem"
+        shared.parent.mkdir(parents=True, exist_ok=True)
+        tmp = shared.with_suffix(".tmp")
+        tmp.write_bytes(ca_path.read_bytes())
+        tmp.replace(shared)
+        ca_path = shared
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.load_cert_chain(str(cert_path), str(key_path))
     aad = web.Application(middlewares=[fault_middleware])
@@ -231,9 +244,17 @@ async def _start_aad(app: web.Application) -> None:
     site = web.TCPSite(runner, host, int(cfg.get("aad_port", 0)), ssl_context=ctx)
     await site.start()
     port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    cfg["aad_url"] = f"https://{host}:{port}"
+    cfg["aad_url"] = state.advertised_url("https", host, port)
     cfg["ca_bundle"] = str(ca_path)
     app[_AAD_RUNNER] = runner
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        return False
 
 
 async def _stop_aad(app: web.Application) -> None:
@@ -552,7 +573,9 @@ async def _write_blobs(job: SandboxJob, cfg: dict[str, Any]) -> None:
         size = -(-len(records) // parts)
         for index in range(parts):
             data = render_part(kind, fmt, records[index * size:(index + 1) * size])
-            name = f"{job.job_id}/{export_type}-{index:05d}.{ext}"
+            # Where the real service puts a task's blobs is not public: the layout is a setting.
+            prefix = str(cfg.get("blob_prefix", "{task_id}/")).format(task_id=job.job_id, export_type=EXPORT_TYPES[kind])
+            name = f"{prefix}{export_type}-{index:05d}.{ext}"
             put_headers = {
                 **headers, "x-ms-blob-type": "BlockBlob",
                 "Content-Type": "application/json" if ext == "json" else "text/csv",

@@ -2,13 +2,19 @@
 
 Routes (the project's default path templates, see docs/mx.md):
   GET  /snapshots                         listing root (auth check; used by test_connection)
-  GET  /snapshots/{guid}/files            the file listing: 404 until ready, 410 once purged
+  GET  /snapshots/{guid}/files            the file listing: no files while generating, 410 once purged,
+                                          404 for a GUID MX never handed out
   GET  /snapshots/{guid}/files/{name}     one gzip'd Avro file (Range supported), 410 once purged
   POST /_sandbox/mx/snapshots             create a snapshot with options (JSON body, see ``add_snapshot``)
 
-Any GUID seen for the first time starts its own clock with the defaults from ``state.config["mx"]``:
-``ready_after`` seconds (default 1.0) until it lists its files, ``purge_after`` seconds after that
-until it answers 410 (default never). Auth: ``MD-API-KEY: <key>`` or ``Authorization: Basic
+MX hands out a GUID only once the snapshot exists (seeds/mx-snapshots.txt), so an unknown GUID is a
+404, never "wait". The snapshots that exist are those created with ``add_snapshot`` (or the admin
+route) and the GUIDs listed in ``state.config["mx"]["snapshots"]`` (default: the seed's example
+``CSS-1234``), created at start-up. Each starts its clock with the defaults from
+``state.config["mx"]``: ``ready_after`` seconds (default 1.0) listing no files yet, ``purge_after``
+seconds after that until it answers 410 (default never). The listing's wrapper is not public
+either: ``wrapper`` (per snapshot or in the config) is the key of the list of files (default
+``files``) or ``bare`` for a bare JSON list. Auth: ``MD-API-KEY: <key>`` or ``Authorization: Basic
 base64(client_id:key)``; anything else is 401. ``Accept`` must name the MX logs media types (406).
 """
 
@@ -270,7 +276,7 @@ class Snapshot:
     purged: bool = False
     generated_at: str | None = None  # overrides the generation time the listing reports
     layout: dict[str, list[int]] = field(default_factory=lambda: {k: list(v) for k, v in DEFAULT_LAYOUT.items()})
-    not_ready: str = "404"  # "404" or "empty": how a snapshot being generated answers
+    wrapper: str = "files"  # the listing's key of the file entries, or "bare" (a bare JSON list)
     url_style: str = "absolute"  # absolute | relative | none (names only) | signed | other_origin
     bad_checksum: str | None = None  # a file name whose listed checksum is wrong
     per_page: int | None = None  # page the listing (?page=N, pagination object) like MX's list endpoints
@@ -316,7 +322,7 @@ def _mx(state: SandboxState) -> dict[str, Any]:
 def add_snapshot(state: SandboxState, guid: str, **options: Any) -> Snapshot:
     """Create (or replace) a snapshot; options are the ``Snapshot`` fields (``ready_after``, ``purged``, ...)."""
     cfg = state.config.get(VENDOR, {})
-    defaults = {k: cfg[k] for k in ("ready_after", "purge_after", "not_ready", "url_style") if k in cfg}
+    defaults = {k: cfg[k] for k in ("ready_after", "purge_after", "url_style", "wrapper") if k in cfg}
     snap = Snapshot(guid=guid, **{**defaults, **options})
     snap.build()
     with state.lock:
@@ -324,10 +330,18 @@ def add_snapshot(state: SandboxState, guid: str, **options: Any) -> Snapshot:
     return snap
 
 
-def get_snapshot(state: SandboxState, guid: str) -> Snapshot:
+def find_snapshot(state: SandboxState, guid: str) -> Snapshot | None:
+    """The snapshot MX generated under ``guid``, or None: MX never handed that GUID out."""
     with state.lock:
-        snap = _mx(state)["snapshots"].get(guid)
-    return snap if snap is not None else add_snapshot(state, guid)
+        snap: Snapshot | None = _mx(state)["snapshots"].get(guid)
+    return snap
+
+
+def get_snapshot(state: SandboxState, guid: str) -> Snapshot:
+    snap = find_snapshot(state, guid)
+    if snap is None:
+        raise KeyError(f"no MX snapshot {guid!r} in the sandbox (create it with add_snapshot)")
+    return snap
 
 
 def _authorized(request: web.Request, state: SandboxState) -> bool:
@@ -358,16 +372,13 @@ _GUID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 def _snapshot_for(request: web.Request) -> Snapshot | web.Response:
     state: SandboxState = request.app["state"]
     guid = request.match_info["guid"]
-    if not _GUID_RE.match(guid):
+    snap = find_snapshot(state, guid) if _GUID_RE.match(guid) else None
+    if snap is None:
         return _error(404, "Not Found")
-    snap = get_snapshot(state, guid)
     if snap.clock_on_first_request:
         snap.clock_on_first_request, snap.created = False, time.time()
-    status = snap.state()
-    if status == "purged":
+    if snap.state() == "purged":
         return _error(410, f"Gone: snapshot {guid} was purged 30 days after generation")
-    if status != "ready" and snap.not_ready == "404":
-        return _error(404, f"Not Found: snapshot {guid} is being generated")
     return snap
 
 
@@ -389,7 +400,7 @@ async def _listing(request: web.Request) -> web.Response:
     if isinstance(snap, web.Response):
         return snap
     if snap.state() != "ready":
-        return web.json_response({"snapshot": {"guid": snap.guid, "status": "GENERATING"}, "files": []})
+        return _wrapped(snap, {"snapshot": {"guid": snap.guid, "status": "GENERATING"}}, [])
     state: SandboxState = request.app["state"]
     origin = f"{request.scheme}://{request.host}"
     if snap.url_style == "other_origin":
@@ -410,7 +421,7 @@ async def _listing(request: web.Request) -> web.Response:
             entry["url"] = f"{origin}{path}?token={state.secret('mx-link-token')}"
         entries.append(entry)
     answer: dict[str, Any] = {"snapshot": {"guid": snap.guid, "status": "READY", "generated_at": snap.generated()}}
-    if snap.per_page:
+    if snap.per_page and snap.wrapper != "bare":  # a bare list has nowhere to say it is paged
         try:
             page = max(1, int(request.query.get("page", "1")))
         except ValueError:
@@ -419,8 +430,14 @@ async def _listing(request: web.Request) -> web.Response:
         answer["pagination"] = {"current_page": page, "per_page": snap.per_page, "total_entries": len(entries),
                                 "total_pages": total_pages}
         entries = entries[(page - 1) * snap.per_page: page * snap.per_page]
-    answer["files"] = entries
-    return web.json_response(answer)
+    return _wrapped(snap, answer, entries)
+
+
+def _wrapped(snap: Snapshot, answer: dict[str, Any], entries: list[dict[str, Any]]) -> web.Response:
+    """The listing in the snapshot's wrapper: ``{..., <wrapper>: [entries]}`` or a bare list."""
+    if snap.wrapper == "bare":
+        return web.json_response(entries)
+    return web.json_response({**answer, snap.wrapper: entries})
 
 
 async def _download(request: web.Request) -> web.StreamResponse:
@@ -449,6 +466,8 @@ async def _admin_create(request: web.Request) -> web.Response:
 
 
 def setup(app: web.Application, state: SandboxState) -> None:
+    for guid in state.config.get(VENDOR, {}).get("snapshots", ["CSS-1234"]):
+        add_snapshot(state, str(guid))
     app.router.add_get("/snapshots", _root)
     app.router.add_get("/snapshots/{guid}/files", _listing)
     app.router.add_get("/snapshots/{guid}/files/{name}", _download)

@@ -20,7 +20,11 @@ header is sent alongside a presigned query) and records every request's headers 
 Settings (``state.config["pond"]``): ``token_lifetime`` (s, default 3600), ``link_expiry`` (s, 3600),
 ``items`` (3), ``rows`` (40), ``pending_seconds`` / ``running_seconds``, ``retention_seconds`` (7 days),
 ``allowed_scopes``, ``item_state_override`` (e.g. "processing"), ``size_delta`` / ``count_delta``
-(announce wrong sizes/counts), ``bucket``.
+(announce wrong sizes/counts), ``bucket``, ``proxy_drops_content_type`` (a gateway in front of the
+API loses the form Content-type header: the parameters are then ignored, as the seed warns).
+
+The CSV has quoted fields, some with a comma, a quote or a newline inside: ``count`` is the number
+of records, which is not the number of newlines.
 """
 
 from __future__ import annotations
@@ -48,7 +52,8 @@ FORM = "application/x-www-form-urlencoded"
 DEFAULT_SCOPE = "pond/insights.snapshots"
 DEFAULT_BUCKET = "prod-pond-insights-exports"
 SIGNING_KEY_ID = "ASIAPONDSANDBOX00001"
-EVENT_NAMES = ("app_open", "purchase", "Sign up, web", "screen_view", 'share "story"', "logout")
+EVENT_NAMES = ("app_open", "purchase", "Sign up, web", "screen_view", 'share "story"', "logout",
+               "feedback: slow\nthen fine")
 EPOCH = "1970-01-01T00:00:00.000Z"
 
 
@@ -163,9 +168,10 @@ async def schedule(request: web.Request) -> web.Response:
         return refused
     vs, cfg = vstate(state), config(state)
     body = await request.read()
+    content_type = None if cfg.get("proxy_drops_content_type") else request.content_type
     vs["schedule_requests"].append({"content_type": request.headers.get("Content-Type"), "body": body.decode("utf-8", "replace")})
     # As the seed warns: parameters are read only when the body is declared form-encoded.
-    form: dict[str, str] = dict(parse_qsl(body.decode("utf-8", "replace"))) if request.content_type == FORM else {}
+    form: dict[str, str] = dict(parse_qsl(body.decode("utf-8", "replace"))) if content_type == FORM else {}
     entity = form.get("entity", "event")
     start = form.get("created_at_from", EPOCH)
     end = form.get("created_at_to", fmt(datetime.now(timezone.utc)))
@@ -382,7 +388,7 @@ async def _start_gateway(app: web.Application) -> None:
     site = web.TCPSite(runner, host, int(config(state).get("gateway_port", 0)))
     await site.start()
     sockets = site._server.sockets if site._server else []  # type: ignore[union-attr,attr-defined]
-    vstate(state)["gateway_url"] = f"http://{host}:{sockets[0].getsockname()[1]}"
+    vstate(state)["gateway_url"] = state.advertised_url("http", host, sockets[0].getsockname()[1])
     app["pond_gateway"] = runner
 
 

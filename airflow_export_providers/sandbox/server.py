@@ -87,11 +87,21 @@ class SandboxState:
         self.lock = threading.Lock()
 
     def secret(self, name: str) -> str:
-        """A per-run random credential (stable for this sandbox's lifetime)."""
+        """A per-run random credential (stable for this sandbox's lifetime); ``config["secrets"]``
+        presets some, so a stack started in another process can name them in its own connections."""
         with self.lock:
             if name not in self.secrets:
-                self.secrets[name] = secrets.token_urlsafe(24)
+                preset = self.config.get("secrets", {}).get(name)
+                self.secrets[name] = str(preset) if preset else secrets.token_urlsafe(24)
             return self.secrets[name]
+
+    def advertised_url(self, scheme: str, bind_host: str, port: int) -> str:
+        """The URL clients use for a listener bound to ``bind_host``: ``config["public_host"]`` (e.g. a
+        compose service name) when set, loopback for a wildcard bind, else the bind address."""
+        host = str(self.config.get("public_host") or "")
+        if not host:
+            host = "127.0.0.1" if bind_host in ("0.0.0.0", "::", "") else bind_host
+        return f"{scheme}://{host}:{port}"
 
     def issue(self, prefix: str = "tok") -> str:
         value = f"{prefix}-{secrets.token_urlsafe(24)}"
@@ -254,8 +264,11 @@ async def _generated_file(request: web.Request) -> web.StreamResponse:
     resp.headers["Accept-Ranges"] = "bytes"
     if status == 206:
         resp.headers["Content-Range"] = f"bytes {start}-{end - 1}/{total}"
+    fault = state.take_fault(request.method, request.path, ("slow",))
     await resp.prepare(request)
-    for piece in generated_bytes(start, end):
+    for piece in generated_bytes(start, end, piece=GEN_CHUNK if fault is not None else 1 << 20):
+        if fault is not None:
+            await asyncio.sleep(fault.delay)  # a slow vendor: tests catch a transfer mid-upload
         await resp.write(piece)
     await resp.write_eof()
     return resp
@@ -283,7 +296,32 @@ async def _generic_status(request: web.Request) -> web.Response:
 
 async def _admin_stats(request: web.Request) -> web.Response:
     state: SandboxState = request.app["state"]
-    return web.json_response({"submissions": dict(state.submissions), "jobs": len(state.jobs), "requests": len(state.requests)})
+    with state.lock:
+        job_ids: dict[str, list[str]] = {}
+        for job in state.jobs.values():
+            job_ids.setdefault(job.vendor, []).append(job.job_id)
+        return web.json_response({"submissions": dict(state.submissions), "jobs": len(state.jobs),
+                                  "job_ids": job_ids, "requests": len(state.requests)})
+
+
+async def _admin_config(request: web.Request) -> web.Response:
+    """``GET`` the settings; ``PATCH`` a JSON object merges into them, one level deep per vendor (a
+    test driving a sandbox in another process changes e.g. ``{"pond": {"pending_seconds": 30}}``)."""
+    state: SandboxState = request.app["state"]
+    if request.method == "PATCH":
+        body = await request.json()
+        if not isinstance(body, dict):
+            return web.json_response({"error": "a JSON object is expected"}, status=400)
+        if "secrets" in body:
+            return web.json_response({"error": "secrets are set at start-up only"}, status=400)
+        with state.lock:
+            for key, value in body.items():
+                if isinstance(value, dict) and isinstance(state.config.get(key), dict):
+                    state.config[key].update(value)
+                else:
+                    state.config[key] = value
+    public = {k: v for k, v in state.config.items() if k != "secrets"}
+    return web.json_response(public)
 
 
 def build_app(state: SandboxState, vendors: tuple[str, ...] = VENDOR_MODULES) -> web.Application:
@@ -291,6 +329,8 @@ def build_app(state: SandboxState, vendors: tuple[str, ...] = VENDOR_MODULES) ->
     app["state"] = state
     app.router.add_route("*", "/_sandbox/faults", _admin_faults)
     app.router.add_get("/_sandbox/stats", _admin_stats)
+    app.router.add_route("GET", "/_sandbox/config", _admin_config)
+    app.router.add_route("PATCH", "/_sandbox/config", _admin_config)
     app.router.add_get("/files/{name}", _generic_file)
     app.router.add_get(r"/files/gen/{size:\d+}", _generated_file)
     app.router.add_post("/generic/jobs", _generic_submit)
@@ -326,7 +366,8 @@ class Sandbox:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        """Where clients reach the API (``public_host`` when set: never a wildcard bind address)."""
+        return self.state.advertised_url("http", self.host, self.port)
 
     def start(self) -> Sandbox:
         self._thread = threading.Thread(target=self._run, name="export-sandbox", daemon=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from airflow_export_providers.core.sensor import ExportJobSensor
-from airflow_export_providers.hooks.mobile_engagement import DEFAULT_BLOB_PREFIX, MobileEngagementHook
+from airflow_export_providers.hooks.mobile_engagement import MobileEngagementHook
 
 
 class MobileEngagementExportSensor(ExportJobSensor):
@@ -17,7 +17,9 @@ class MobileEngagementExportSensor(ExportJobSensor):
         ``wait_for_completion=False`` works).
     :param wasb_conn_id: Azure Blob connection of the container the task wrote into.
     :param container: that container (its blobs are listed when the task succeeded).
-    :param blob_prefix: where the task's blobs are, template with ``{task_id}`` (default ``{task_id}/``).
+    :param blob_prefix: where the task's blobs are, template with ``{task_id}``, ``{export_type}``,
+        ``{description}`` (default: the connection extra ``blob_prefix``, else ``{task_id}/``). A
+        Succeeded task with no blob there fails the sensor, naming the container and the prefix.
     """
 
     hook_class = MobileEngagementHook
@@ -30,7 +32,7 @@ class MobileEngagementExportSensor(ExportJobSensor):
         export_task_id: str,
         container: str | None = None,
         wasb_conn_id: str = "wasb_default",
-        blob_prefix: str = DEFAULT_BLOB_PREFIX,
+        blob_prefix: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)

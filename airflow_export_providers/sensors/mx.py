@@ -11,9 +11,10 @@ from airflow_export_providers.hooks.mx import MxSnapshotsHook
 class MxSnapshotSensor(ExportJobSensor):
     """Wait for MX snapshot ``snapshot_guid`` to be ready; return its ExportJob (every listed file).
 
-    MX can take days to generate a snapshot: while the listing answers 404 or an empty list the
-    sensor keeps waiting (in the triggerer when ``deferrable``). A purged snapshot (410, or a listing
-    whose generation time is more than 30 days ago) fails with a clear message instead of waiting.
+    MX hands out a GUID only once the snapshot exists: while its listing lists no files the sensor
+    keeps waiting (in the triggerer when ``deferrable``). A 404 on the listing (a mistyped GUID, a
+    wrong host or ``list_path``) fails at once naming the GUID and the path, as does a purged
+    snapshot (410, or a listing whose generation time is more than 30 days ago).
 
     :param snapshot_guid: the GUID MX handed out (e.g. ``CSS-1234``); templated.
     :param conn_id: an ``mx_snapshots`` connection (default ``mx_snapshots_default``).
@@ -28,3 +29,6 @@ class MxSnapshotSensor(ExportJobSensor):
     def __init__(self, *, snapshot_guid: str, conn_id: str | None = None, **kwargs: Any) -> None:
         super().__init__(conn_id=conn_id, **kwargs)
         self.snapshot_guid = snapshot_guid
+
+    def job_ref(self) -> str:
+        return MxSnapshotsHook.check_guid(self.snapshot_guid)

@@ -42,7 +42,7 @@ from airflow_export_providers.core.lineage import (
 )
 from airflow_export_providers.core.manifest import MANIFEST_NAME, ExportLanding, part_id
 from airflow_export_providers.core.redact import redact_text
-from airflow_export_providers.core.watermark import commit_watermark
+from airflow_export_providers.core.watermark import check_unmoved, commit_watermark
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -285,6 +285,7 @@ class ExportTransferOperator(BaseOperator):
     # ---- run ---------------------------------------------------------------------------------
     def execute(self, context: Context) -> list[dict[str, Any]]:
         job = self._job = self.validate()
+        check_unmoved(job.watermark)  # before anything is written: another run may have landed this range
         self.landed = self.land(context, job)
         self._published = True
         self.emit_assets(context, job)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
@@ -17,7 +18,7 @@ from airflow_export_providers.core.validate import one_of, poll_sleep, positive_
 
 log = logging.getLogger(__name__)
 
-
+FIRST_POLL_SPREAD = 60.0  # seconds: the longest a first poll waits (at most one poll interval)
 
 
 class ExportJobTrigger(BaseTrigger):
@@ -81,10 +82,24 @@ class ExportJobTrigger(BaseTrigger):
         return bool(job.state.is_final)
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
+        # The event leaves only after the polling generator is closed, i.e. after the hook closed
+        # its aiohttp sessions: a consumer that stops at the first event (dag.test, a triggerer
+        # cancelling the trigger) would otherwise leave them to garbage collection, unclosed.
+        polls = self._poll()
+        try:
+            event = await anext(polls)
+        finally:
+            await polls.aclose()
+        yield event
+
+    async def _poll(self) -> AsyncGenerator[TriggerEvent, None]:
         from airflow_export_providers.core.job import JobState
 
         hook = import_hook(self.hook_class)(conn_id=self.conn_id, **self.hook_kwargs)
         try:
+            # The task read the job's state just before it deferred, so the first poll can wait a random part of
+            # one interval: a triggerer that (re)starts with thousands of triggers then does not poll them all at once.
+            await asyncio.sleep(random.uniform(0.0, poll_sleep(min(self.poll_interval, FIRST_POLL_SPREAD), self.deadline, time.time())))
             while True:
                 try:
                     job = await hook.aget_job(self.job_id)

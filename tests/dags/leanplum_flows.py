@@ -28,7 +28,7 @@ class FailFirstTryLeanplumOperator(LeanplumExportOperator):
 
 
 with DAG(
-    "leanplum_stream_test", schedule=None, start_date=START, catchup=False,
+    "leanplum_stream_test", schedule=None, start_date=START, catchup=False, max_active_runs=1,
     params={"variable": "lp_stream_test", "bucket": "lp-stream", "initial": None, "deferrable": True},
 ) as stream_dag:
     stream = LeanplumStreamingExportOperator(
@@ -36,6 +36,34 @@ with DAG(
         poll_interval=0.2, deferrable=True,
     )
     ExportToS3Operator(task_id="land", export=stream.output, bucket="{{ params.bucket }}", prefix="{{ params.variable }}/{{ run_id }}")
+
+# Overlapping runs allowed by the DAG, made exclusive (or not) by the size of the pool the test sets.
+with DAG(
+    "leanplum_stream_pooled", schedule=None, start_date=START, catchup=False, max_active_runs=4,
+    params={"variable": "lp_stream_pooled", "bucket": "lp-stream", "initial": None},
+) as pooled_dag:
+    pooled = LeanplumStreamingExportOperator(
+        task_id="export", watermark_variable="{{ params.variable }}", initial_start_time="{{ params.initial }}",
+        poll_interval=0.2, deferrable=True, pool="lp_stream_pool",
+    )
+    ExportToS3Operator(task_id="land", export=pooled.output, bucket="{{ params.bucket }}", prefix="{{ params.variable }}/{{ run_id }}")
+
+# A historical export of an availability window (quiet windows match nothing), waited for and landed.
+with DAG("leanplum_window_test", schedule=None, start_date=START, catchup=False,
+         params={"day": None, "start_time": None, "end_time": None, "bucket": "lp-empty"}) as window_dag:
+    window_start = LeanplumExportOperator(
+        task_id="export", export_start_date="{{ params.day }}", start_time="{{ params.start_time }}",
+        end_time="{{ params.end_time }}", wait_for_completion=False,
+    )
+    window_wait = LeanplumExportSensor(task_id="wait", job_id=window_start.output, poke_interval=0.2, timeout=60, deferrable=True)
+    ExportToS3Operator(task_id="land", export=window_wait.output, bucket="{{ params.bucket }}", prefix="window/{{ run_id }}")
+    window_start >> window_wait
+
+# Land an ExportJob given in the run's conf (a landing started late, after another run moved the watermark).
+with DAG("leanplum_land_test", schedule=None, start_date=START, catchup=False, params={"export": {}, "bucket": "lp-stream",
+                                                                                         "prefix": "late"}) as land_dag:
+    ExportToS3Operator(task_id="land", export="{{ params.export | tojson }}", bucket="{{ params.bucket }}",
+                       prefix="{{ params.prefix }}/{{ run_id }}")
 
 with DAG(
     "leanplum_quota_test", schedule=None, start_date=START, catchup=False, user_defined_macros=LEANPLUM_MACROS,

@@ -409,39 +409,73 @@ def c_streaming_watermark(c: Cell) -> None:
     first = run_dag(dag, run_conf={"variable": var, "bucket": "lp-stream", "initial": start})
     assert task_states(first) == {"export": "success", "land": "success"}
     kept = ExportJob.from_dict(xcom(first, "export")).extra["end_time"]
-    assert mark() == {"value": kept}
+    assert mark()["value"] == kept
     time.sleep(1.1)
     failed = run_dag(dag, run_conf={"variable": var, "bucket": "no-such-bucket-fault-matrix", "initial": start})
     assert task_states(failed) == {"export": "success", "land": "failed"}
     lost = ExportJob.from_dict(xcom(failed, "export"))
-    assert lost.extra["start_time"] == kept + 1
-    assert mark() == {"value": kept}, "the watermark did not move"
+    assert lost.extra["start_time"] == kept  # startTime = the last endTime, exactly
+    assert mark()["value"] == kept, "the watermark did not move"
     time.sleep(1.1)
     again = run_dag(dag, run_conf={"variable": var, "bucket": "lp-stream", "initial": start})
     assert task_states(again) == {"export": "success", "land": "success"}
     redo = ExportJob.from_dict(xcom(again, "export"))
-    assert redo.extra["start_time"] == kept + 1 and redo.job_id != lost.job_id, "the same range, exported again"
-    assert mark() == {"value": redo.extra["end_time"]}
+    assert redo.extra["start_time"] == kept and redo.job_id != lost.job_id, "the same range, exported again"
+    assert mark()["value"] == redo.extra["end_time"]
     objects = s3.list_objects_v2(Bucket="lp-stream", Prefix=f"{var}/{again.run_id}/").get("Contents", [])
     landed = {o["Key"].rsplit("/", 1)[-1]: s3.get_object(Bucket="lp-stream", Key=o["Key"])["Body"].read() for o in objects
               if not o["Key"].endswith("/_manifest.json")}
     data = c.state.jobs[redo.job_id].data
     assert landed == {f.name: data["files"][data["order"][int(f.key)]] for f in redo.files}, "byte for byte, once"
-    lost_range = {s["sessionId"] for _a, s in lp_sandbox.source(c.state).sessions_between(kept + 1, lost.extra["end_time"])}
+    lost_range = {s["sessionId"] for _a, s in lp_sandbox.source(c.state).sessions_between(kept, lost.extra["end_time"])}
     sessions = {json.loads(line)["sessionId"] for body in landed.values() for line in body.splitlines() if line.strip()}
     assert lost_range and lost_range <= sessions, "what the failed run lost landed in the next one"
     c.note = ("the leanplum_stream_test DAG (tests/dags/leanplum_flows.py), as in "
               "test_leanplum.py::test_failed_landing_keeps_the_watermark_and_the_next_run_re_exports")
 
 
+def c_streaming_overlap(c: Cell) -> None:
+    """Leanplum streaming: two runs overlap for real (two processes); one lands, the other refuses before writing."""
+    from collections import Counter
+
+    from airflow.models.variable import Variable
+
+    from airflow_export_providers.sandbox import leanplum as lp_sandbox
+    from tests.support.leanplum_overlap import run_two_overlapping
+
+    s3 = c.moto.client()
+    var = f"fm_overlap_{uuid.uuid4().hex[:6]}"
+    initial = int(time.time()) - 10
+    before = c.submitted()
+    results = run_two_overlapping(c.state, var, fm.BUCKET, initial)
+    assert c.submitted() == before + 2, "both runs exported the same range"
+    assert sorted(r["states"]["land"] for r in results) == ["failed", "success"], results
+    winner = next(r for r in results if r["states"]["land"] == "success")
+    loser = next(r for r in results if r["states"]["land"] == "failed")
+    won = ExportJob.from_dict(winner["export"])
+    assert json.loads(Variable.get(var)) == {"value": won.extra["end_time"], "job_id": won.job_id}, "committed once"
+    assert not s3.list_objects_v2(Bucket=fm.BUCKET, Prefix=f"{var}/{loser['run_id']}/").get("Contents"), "loser wrote nothing"
+    landed: Counter[str] = Counter()
+    for obj in s3.list_objects_v2(Bucket=fm.BUCKET, Prefix=f"{var}/").get("Contents", []):
+        if "-output" not in obj["Key"]:
+            continue  # not a Leanplum file (e.g. a manifest)
+        body = s3.get_object(Bucket=fm.BUCKET, Key=obj["Key"])["Body"].read()
+        landed.update(json.loads(line)["sessionId"] for line in body.splitlines() if line.strip())
+    expected = {s["sessionId"] for s in lp_sandbox.ground_truth(c.state, initial, won.extra["end_time"])}
+    assert set(landed) == expected and all(n == 1 for n in landed.values()), "every session once, none missing"
+    c.note = ("two processes running the leanplum_stream_test DAG at once (tests/support/leanplum_overlap.py), as in "
+              "test_leanplum.py::test_two_overlapping_streaming_runs_land_the_range_once")
+
+
 CELLS: dict[str, Callable[[Cell], None]] = {
     "429": c_429, "5xx": c_5xx, "reset": c_reset, "slow": c_slow, "token_expiry": c_token_expiry,
     "link_expiry": c_link_expiry, "job_failed": c_job_failed, "triggerer_restart": c_triggerer_restart,
     "worker_killed": c_worker_killed, "retry_after_submit": c_retry_after_submit,
-    "streaming_watermark": c_streaming_watermark,
+    "streaming_watermark": c_streaming_watermark, "streaming_overlap": c_streaming_overlap,
 }
 
 
+@pytest.mark.timeout(900)  # the overlapping-runs cell runs two Airflow processes
 @pytest.mark.parametrize("fault", fm.FAULT_IDS)
 @pytest.mark.parametrize("vendor", VENDORS)
 def test_fault(cell: Cell, vendor: str, fault: str) -> None:

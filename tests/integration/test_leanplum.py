@@ -17,8 +17,9 @@ from typing import Any
 import pytest
 from airflow.providers.common.compat.sdk import TaskDeferred
 
-from airflow_export_providers.core.errors import ExportJobFailed, VendorAuthError, VendorHTTPError
-from airflow_export_providers.core.job import ExportJob, JobState
+from airflow_export_providers.core.errors import ExportJobFailed, QuotaExceeded, VendorAuthError, VendorHTTPError
+from airflow_export_providers.core.http import RetryPolicy
+from airflow_export_providers.core.job import ExportJob, JobState, Watermark
 from airflow_export_providers.hooks.leanplum import PACIFIC, LeanplumHook
 from airflow_export_providers.operators.leanplum import LeanplumExportOperator, leanplum_date
 from airflow_export_providers.sandbox import leanplum as lp_sandbox
@@ -69,11 +70,11 @@ def read_json_lines(data: bytes) -> list[dict[str, Any]]:
 
 
 def s3_sessions(s3: Any, bucket: str, prefix: str) -> list[dict[str, Any]]:
+    """Every session in the Leanplum files under ``prefix`` (other objects, e.g. a manifest, are skipped)."""
     out: list[dict[str, Any]] = []
     for obj in s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", []):
-        if obj["Key"].endswith("/_manifest.json"):  # the landing manifest (docs/transfers.md)
-            continue
-        out.extend(read_json_lines(s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()))
+        if "-output" in obj["Key"].rsplit("/", 1)[-1]:
+            out.extend(read_json_lines(s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()))
     return out
 
 
@@ -263,34 +264,95 @@ def _clear_variables(*names: str) -> None:
         Variable.delete(name)
 
 
-def test_streaming_runs_chain_watermarks_without_gap_or_overlap(lp: Any, airflow_db: Any, moto_s3: Any) -> None:
+def _mark(name: str) -> Any:
+    """The committed watermark value (the Variable also records which export committed it)."""
+    stored = _variable(name)
+    return None if stored is None else stored["value"]
+
+
+def _truth(lp: Any, start: float, end: float) -> list[dict[str, Any]]:
+    """Ground truth over HTTP: the sessions a gapless stream over [start, end) exports."""
+    import requests
+
+    answer = requests.get(f"{lp.base_url}/_sandbox/leanplum/sessions", params={"startTime": start, "endTime": end}, timeout=60)
+    answer.raise_for_status()
+    return answer.json()["sessions"]  # type: ignore[no-any-return]
+
+
+@pytest.mark.timeout(900)  # six dag runs
+@pytest.mark.parametrize("window", ["half-open", "inclusive"])
+def test_a_chain_of_streaming_runs_lands_the_ground_truth(lp: Any, airflow_db: Any, moto_s3: Any, window: str) -> None:
+    """Six chained runs, one with a FAILED Leanplum job and one whose landing fails half-way: every session
+    that became available in [initial, last endTime) landed (zero gaps); duplicates only where a range
+    was exported twice (the failed landing's files; with an inclusive window, the boundary sessions)."""
+    from collections import Counter
+
     s3 = moto_s3.client()
-    s3.create_bucket(Bucket="lp-stream")
-    var = "lp_stream_chain"
+    bucket = "lp-chain"
+    try:
+        s3.create_bucket(Bucket=bucket)
+    except s3.exceptions.BucketAlreadyOwnedByYou:
+        pass
+    cfg = lp.vendor_config(VENDOR)
+    cfg.update(time_window=window, max_sessions_per_file=3)
+    var = f"lp_chain_{window.replace('-', '_')}"
     _clear_variables(var, f"{var}.inflight")
     dag = load_dag("leanplum_flows.py", "leanplum_stream_test", folder="tests/dags")
-    initial = int(time.time()) - 1800
-    conf = {"variable": var, "bucket": "lp-stream", "initial": initial}
-    windows = []
-    before = lp.submissions[VENDOR]
-    for _ in range(3):
-        time.sleep(1.1)  # a few new sessions become available between runs
+    initial = int(time.time()) - 20
+    conf = {"variable": var, "bucket": bucket, "initial": initial}
+    plan = ["ok", "failed_job", "ok", "failed_landing", "ok", "ok"]
+    boundaries: list[int] = []
+    starts: list[tuple[int, int]] = []  # (startTime asked, the endTime it should continue from)
+    partial: set[str] = set()
+    for step in plan:
+        before = lp.submissions[VENDOR]
+        fault = None
+        if step == "failed_job":
+            cfg["fail_next"] = 1  # the run resubmits the FAILED job and lands the second one
+        if step == "failed_landing":
+            fault = lp.add_fault(path=r"/leanplum_export/.*-output-1$", status=404, times=-1)
+        mark_before = _mark(var)
         run = run_dag(dag, run_conf=conf)
-        assert task_states(run) == {"export": "success", "land": "success"}
+        if fault is not None:
+            lp.clear_faults()
         job = ExportJob.from_dict(xcom(run, "export"))
-        assert job.watermark is not None and job.watermark.proposed == job.extra["end_time"]
-        assert _variable(var) == {"value": job.extra["end_time"]}  # committed after landing
-        windows.append((job.extra["start_time"], job.extra["end_time"], run.run_id))
-    assert lp.submissions[VENDOR] == before + 3
-    assert windows[0][0] == initial
-    for (_s0, e0, _r0), (s1, _e1, _r1) in zip(windows, windows[1:], strict=False):
-        assert s1 == e0 + 1  # inclusive whole seconds: no gap, no overlap
-    landed = [s["sessionId"] for _s, _e, run_id in windows for s in s3_sessions(s3, "lp-stream", f"{var}/{run_id}/")]
-    expected = {s["sessionId"] for _a, s in lp_sandbox.source(lp).sessions_between(initial, windows[-1][1])}
-    assert len(landed) == len(set(landed))  # nothing landed twice
-    assert set(landed) == expected  # nothing missing
-    per_run = [{s["sessionId"] for s in s3_sessions(s3, "lp-stream", f"{var}/{r}/")} for _s, _e, r in windows]
-    assert all(per_run)  # every window had sessions to export
+        starts.append((job.extra["start_time"], initial if mark_before is None else mark_before))
+        if step == "failed_landing":
+            assert task_states(run) == {"export": "success", "land": "failed"}
+            assert _mark(var) == mark_before  # nothing committed
+            partial = {s["sessionId"] for s in s3_sessions(s3, bucket, f"{var}/{run.run_id}/")}
+            continue
+        assert task_states(run) == {"export": "success", "land": "success"}, step
+        assert lp.submissions[VENDOR] == before + (2 if step == "failed_job" else 1)
+        assert _mark(var) == job.extra["end_time"]  # committed after landing
+        boundaries.append(job.extra["end_time"])
+    final = boundaries[-1]
+    truth = _truth(lp, initial, final)
+    expected = {s["sessionId"] for s in truth}
+    where: dict[str, list[str]] = {}  # session id -> the runs whose prefix holds it
+    for obj in s3.list_objects_v2(Bucket=bucket, Prefix=f"{var}/").get("Contents", []):
+        if "-output" in obj["Key"]:
+            for session in read_json_lines(s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read()):
+                where.setdefault(session["sessionId"], []).append(obj["Key"].split("/")[1])
+    landed = Counter({sid: len(runs) for sid, runs in where.items()})
+    gaps = expected - set(landed)
+    stray = set(landed) - expected
+    duplicates = {sid: n - 1 for sid, n in landed.items() if n > 1}
+    at_boundary = {s["sessionId"] for s in truth if s["availableAt"] in boundaries}
+    print(f"\nleanplum streaming chain [{window} window]: {len(plan)} runs, {len(expected)} sessions in the ground "
+          f"truth, {sum(landed.values())} landed, gaps {len(gaps)}, duplicates {sum(duplicates.values())} "
+          f"({len(set(duplicates) & partial)} from the failed landing's partial files, "
+          f"{len(set(duplicates) & at_boundary)} available exactly at a boundary)")
+    assert expected and not gaps, f"{len(gaps)} sessions never landed"
+    assert not stray, f"{len(stray)} sessions landed that are outside the exported range"
+    allowed = partial | (at_boundary if window == "inclusive" else set())
+    available = {s["sessionId"]: s["availableAt"] for s in truth}
+    assert set(duplicates) <= allowed, {sid: (available.get(sid), where[sid], boundaries) for sid in set(duplicates) - allowed}
+    # at most once per export that covered it: the failed landing's partial file, and a boundary's neighbours
+    assert all(n <= (sid in partial) + (sid in at_boundary and window == "inclusive") for sid, n in duplicates.items())
+    if window == "inclusive":  # a session at an inner boundary is exported by both neighbours
+        assert {s["sessionId"] for s in truth if s["availableAt"] in boundaries[:-1]} <= set(duplicates)
+    assert all(asked == last_end for asked, last_end in starts)  # startTime = the last endTime, exactly
 
 
 def test_failed_landing_keeps_the_watermark_and_the_next_run_re_exports(lp: Any, airflow_db: Any, moto_s3: Any) -> None:
@@ -302,22 +364,22 @@ def test_failed_landing_keeps_the_watermark_and_the_next_run_re_exports(lp: Any,
     start = int(time.time()) - 600
     ok = run_dag(dag, run_conf={"variable": var, "bucket": "lp-stream", "initial": start})
     mark = ExportJob.from_dict(xcom(ok, "export")).extra["end_time"]
-    assert _variable(var) == {"value": mark}
+    assert _mark(var) == mark
     time.sleep(1.1)
     failed = run_dag(dag, run_conf={"variable": var, "bucket": "no-such-bucket-lp-landing", "initial": start})
     assert task_states(failed) == {"export": "success", "land": "failed"}
     lost = ExportJob.from_dict(xcom(failed, "export"))
-    assert lost.extra["start_time"] == mark + 1
-    assert _variable(var) == {"value": mark}  # unchanged: nothing was committed
+    assert lost.extra["start_time"] == mark
+    assert _mark(var) == mark  # unchanged: nothing was committed
     time.sleep(1.1)
     again = run_dag(dag, run_conf={"variable": var, "bucket": "lp-stream", "initial": start})
     assert task_states(again) == {"export": "success", "land": "success"}
     redo = ExportJob.from_dict(xcom(again, "export"))
-    assert redo.extra["start_time"] == mark + 1 and redo.job_id != lost.job_id  # the same range, exported again
+    assert redo.extra["start_time"] == mark and redo.job_id != lost.job_id  # the same range, exported again
     assert redo.extra["end_time"] >= lost.extra["end_time"]
-    assert _variable(var) == {"value": redo.extra["end_time"]}
+    assert _mark(var) == redo.extra["end_time"]
     landed = {s["sessionId"] for s in s3_sessions(s3, "lp-stream", f"{var}/{again.run_id}/")}
-    lost_range = {s["sessionId"] for _a, s in lp_sandbox.source(lp).sessions_between(mark + 1, lost.extra["end_time"])}
+    lost_range = {s["sessionId"] for _a, s in lp_sandbox.source(lp).sessions_between(mark, lost.extra["end_time"])}
     assert lost_range and lost_range <= landed
 
 
@@ -331,31 +393,56 @@ def test_streaming_resumes_the_export_in_flight(lp: Any, airflow_db: Any, moto_s
     _clear_variables(var, f"{var}.inflight")
     mark = int(time.time()) - 300
     Variable.set(var, json.dumps({"value": mark}))
-    lp.vendor_config(VENDOR).update(pending_seconds=1.0, running_seconds=1.0)
+    lp.vendor_config(VENDOR).update(pending_seconds=300.0, running_seconds=0.2)  # still running when the run reads it
     now = int(time.time())
     hook = LeanplumHook()
-    orphan = hook.submit(start_date=day_ago(8), end_date=leanplum_date(time.time() + 2 * 86400), start_time=mark + 1, end_time=now)
+    orphan = hook.submit(start_date=day_ago(8), end_date=leanplum_date(time.time() + 2 * 86400), start_time=mark, end_time=now)
     Variable.set(f"{var}.inflight", json.dumps({
-        "job_id": orphan, "previous": mark, "start_time": mark + 1, "end_time": now, "start_date": day_ago(8),
+        "job_id": orphan, "previous": mark, "start_time": mark, "end_time": now, "start_date": day_ago(8),
         "end_date": leanplum_date(time.time() + 2 * 86400),
         "owner": {"dag_id": "leanplum_stream_test", "run_id": "manual__crashed", "task_id": "export"},
     }))
     before = lp.submissions[VENDOR]
+
+    def finish_once_adopted() -> None:
+        """The orphan finishes once the new run has read its state (the sandbox counts the reads;
+        Variables are not read from this thread: dag.test()'s in-process task channel is not thread-safe)."""
+        deadline = time.time() + 300
+        while not lp.vendor[VENDOR].get("status_reads", {}).get(orphan) and time.time() < deadline:
+            time.sleep(0.1)
+        lp.jobs[orphan].pending_seconds = 0.0
+
+    import threading
+
+    watcher = threading.Thread(target=finish_once_adopted, daemon=True)
+    watcher.start()
     run = run_dag(load_dag("leanplum_flows.py", "leanplum_stream_test", folder="tests/dags"),
                   run_conf={"variable": var, "bucket": "lp-stream", "initial": None})
+    watcher.join(5)
     assert task_states(run) == {"export": "success", "land": "success"}
     job = ExportJob.from_dict(xcom(run, "export"))
     assert job.job_id == orphan and lp.submissions[VENDOR] == before
-    assert _variable(var) == {"value": now}
+    assert _variable(var) == {"value": now, "job_id": orphan}
 
 
 def test_quota_refusal_defers_then_succeeds_in_airflow(lp: Any, airflow_db: Any) -> None:
+    import threading
+
     cfg = lp.vendor_config(VENDOR)
-    cfg.update(quota_per_day=1, quota_window_seconds=1.5)
-    LeanplumHook().submit(start_date=day_ago(1))
+    cfg.update(quota_per_day=0)  # used up until the run has been refused once
     refused_before = lp.vendor[VENDOR].get("refusals", 0)
     before = lp.submissions[VENDOR]
+
+    def free_the_quota_after_a_refusal() -> None:
+        deadline = time.time() + 120
+        while lp.vendor[VENDOR].get("refusals", 0) == refused_before and time.time() < deadline:
+            time.sleep(0.1)
+        cfg["quota_per_day"] = 24
+
+    waiter = threading.Thread(target=free_the_quota_after_a_refusal, daemon=True)
+    waiter.start()
     run = run_dag(load_dag("leanplum_flows.py", "leanplum_quota_test", folder="tests/dags"), run_conf={"day": day_ago(1)})
+    waiter.join(5)
     assert task_states(run) == {"export": "success"}
     assert lp.submissions[VENDOR] == before + 1
     assert lp.vendor[VENDOR]["refusals"] > refused_before  # it was refused first, then waited
@@ -411,7 +498,7 @@ def test_streaming_example_dag_lands_in_azure_blob(
     run = run_dag(dag)
     assert set(task_states(run).values()) == {"success"}
     job = ExportJob.from_dict(xcom(run, "export_sessions"))
-    assert _variable("leanplum_stream_watermark") == {"value": job.extra["end_time"]}
+    assert _mark("leanplum_stream_watermark") == job.extra["end_time"]
     container = service.get_container_client("leanplum-stream")
     landed: list[dict[str, Any]] = []
     for blob in container.list_blobs():
@@ -444,14 +531,14 @@ def test_a_run_never_exports_a_range_its_still_running_owner_holds(lp: Any, airf
     mark = int(time.time()) - 300
     Variable.set(var, json.dumps({"value": mark}))
     hook = LeanplumHook()
-    busy = wait_final(hook, hook.submit(start_date=day_ago(8), start_time=mark + 1, end_time=int(time.time())))
+    busy = wait_final(hook, hook.submit(start_date=day_ago(8), start_time=mark, end_time=int(time.time())))
     dag = load_dag("leanplum_flows.py", "leanplum_stream_test", folder="tests/dags")
     with create_session() as session:
         session.add(DagRun(dag_id=dag.dag_id, run_id="manual__owner_still_landing", run_type=DagRunType.MANUAL,
                            state=DagRunState.RUNNING, logical_date=datetime(2020, 1, 1, tzinfo=timezone.utc),
                            run_after=datetime.now(timezone.utc)))
     Variable.set(f"{var}.inflight", json.dumps({
-        "job_id": busy.job_id, "previous": mark, "start_time": mark + 1, "end_time": int(time.time()),
+        "job_id": busy.job_id, "previous": mark, "start_time": mark, "end_time": int(time.time()),
         "start_date": day_ago(8), "end_date": day_ago(-2),
         "owner": {"dag_id": dag.dag_id, "run_id": "manual__owner_still_landing", "task_id": "export"},
     }))
@@ -507,5 +594,206 @@ def test_a_hand_set_plain_watermark_is_continued_and_committed(lp: Any, airflow_
                   run_conf={"variable": var, "bucket": "lp-stream", "initial": None})
     assert task_states(run) == {"export": "success", "land": "success"}
     job = ExportJob.from_dict(xcom(run, "export"))
-    assert job.extra["start_time"] == mark + 1
-    assert _variable(var) == {"value": job.extra["end_time"]}
+    assert job.extra["start_time"] == mark  # a typed string continues exactly where it says
+    assert _mark(var) == job.extra["end_time"]
+
+
+# ---- vendor contract: no data, status field, forgotten jobs, quota wordings ----------------------------
+def _quiet_now(lp: Any, seconds_back: float = 120) -> float:
+    """Nothing becomes available from ``seconds_back`` ago until well after the test."""
+    now = time.time()
+    lp.vendor_config(VENDOR)["quiet"] = [[now - seconds_back, now + 3600]]
+    return now
+
+
+def test_an_export_that_matches_nothing_succeeds_with_zero_files(lp: Any, airflow_db: Any, moto_s3: Any) -> None:
+    """``{"success": true}`` without a jobId: the hook, the operator, the sensor and the transfer all succeed."""
+    moto_s3.client().create_bucket(Bucket="lp-empty")
+    now = _quiet_now(lp)
+    hook = LeanplumHook()
+    jobs_before, empty_before = len(lp.jobs), lp.vendor[VENDOR].get("empty_answers", 0)
+    job_id = hook.submit(start_date=day_ago(0), start_time=int(now) - 60, end_time=int(now))
+    assert LeanplumHook.is_no_data(job_id) and len(lp.jobs) == jobs_before
+    assert lp.vendor[VENDOR]["empty_answers"] == empty_before + 1  # the sandbox answered without a jobId
+    job = hook.get_job(job_id)
+    assert job.state == JobState.SUCCESS and job.files == []
+    run = run_dag(load_dag("leanplum_flows.py", "leanplum_window_test", folder="tests/dags"),
+                  run_conf={"day": day_ago(0), "start_time": int(now) - 60, "end_time": int(now), "bucket": "lp-empty"})
+    assert task_states(run) == {"export": "success", "wait": "success", "land": "success"}
+    assert ExportJob.from_dict(xcom(run, "wait")).files == []
+    assert xcom(run, "land") == []
+    # Nothing but the landing's manifest: it lists no file, so it would replace an earlier export of the window.
+    landed = [o["Key"] for o in moto_s3.client().list_objects_v2(Bucket="lp-empty").get("Contents", [])]
+    assert landed == [f"window/{run.run_id}/_manifest.json"], landed
+    body = moto_s3.client().get_object(Bucket="lp-empty", Key=landed[0])["Body"].read()
+    assert all(not part.get("files") for part in json.loads(body)["parts"].values()), body
+
+
+def test_a_quiet_streaming_run_moves_the_watermark_to_its_end_time(lp: Any, airflow_db: Any, moto_s3: Any) -> None:
+    from airflow.models.variable import Variable
+
+    moto_s3.client().create_bucket(Bucket="lp-stream")
+    var = "lp_stream_quiet"
+    _clear_variables(var, f"{var}.inflight")
+    now = _quiet_now(lp)
+    Variable.set(var, json.dumps({"value": int(now) - 60}))
+    jobs_before = len(lp.jobs)
+    run = run_dag(load_dag("leanplum_flows.py", "leanplum_stream_test", folder="tests/dags"),
+                  run_conf={"variable": var, "bucket": "lp-stream", "initial": None})
+    assert task_states(run) == {"export": "success", "land": "success"}
+    job = ExportJob.from_dict(xcom(run, "export"))
+    assert job.files == [] and LeanplumHook.is_no_data(job.job_id) and len(lp.jobs) == jobs_before
+    assert job.extra["start_time"] == int(now) - 60 and job.extra["end_time"] >= int(now)
+    assert _mark(var) == job.extra["end_time"]  # the next run starts after the quiet range
+
+
+def test_the_state_is_read_from_a_status_field(lp: Any) -> None:
+    lp.vendor_config(VENDOR)["status_field"] = "status"
+    hook = LeanplumHook()
+    job = wait_final(hook, hook.submit(start_date=day_ago(1)))
+    assert job.state == JobState.SUCCESS and job.raw_state == "FINISHED" and job.files
+
+
+@pytest.mark.parametrize("how", ["expired", "unknown-400"])
+def test_an_in_flight_job_leanplum_forgot_is_dropped_and_the_range_exported_again(
+    lp: Any, airflow_db: Any, moto_s3: Any, how: str
+) -> None:
+    from airflow.models.variable import Variable
+
+    moto_s3.client().create_bucket(Bucket="lp-stream")
+    var = f"lp_stream_forgot_{how.replace('-', '_')}"
+    _clear_variables(var, f"{var}.inflight")
+    mark = int(time.time()) - 30
+    Variable.set(var, json.dumps({"value": mark}))
+    cfg = lp.vendor_config(VENDOR)
+    if how == "expired":
+        hook = LeanplumHook()
+        lost = hook.submit(start_date=day_ago(8), end_date=day_ago(-2), start_time=mark, end_time=int(time.time()))
+        cfg["job_ttl_seconds"] = 86400.0
+        lp.jobs[lost].created_at -= 2 * 86400  # submitted two days ago: Leanplum answers 404 for it now
+    else:
+        lost = "export_1000000000000000_1000000000000000000"
+        cfg["unknown_job_status"] = 400  # "Export job ... not found." with HTTP 400
+    Variable.set(f"{var}.inflight", json.dumps({
+        "job_id": lost, "previous": mark, "start_time": mark, "end_time": mark + 10, "start_date": day_ago(8),
+        "end_date": day_ago(-2), "owner": {"dag_id": "leanplum_stream_test", "run_id": "manual__crashed", "task_id": "export"},
+    }))
+    before = lp.submissions[VENDOR]
+    run = run_dag(load_dag("leanplum_flows.py", "leanplum_stream_test", folder="tests/dags"),
+                  run_conf={"variable": var, "bucket": "lp-stream", "initial": None})
+    assert task_states(run) == {"export": "success", "land": "success"}  # the forgotten job failed every run before
+    job = ExportJob.from_dict(xcom(run, "export"))
+    assert job.job_id != lost and job.extra["start_time"] == mark and lp.submissions[VENDOR] == before + 1
+    assert _variable(var) == {"value": job.extra["end_time"], "job_id": job.job_id}
+    assert json.loads(Variable.get(f"{var}.inflight"))["job_id"] == job.job_id  # the forgotten claim is gone
+
+
+QUOTA_WORDINGS = [
+    ("Export limit reached: you may only export data 24 times per day.", 400),
+    ("Daily export quota exceeded.", 400),
+    ("Rate limit exceeded, try again later", 400),
+    ("You have reached the limit of 24 exports for today", 403),
+    ("Too many exports", 429),
+]
+
+
+@pytest.mark.parametrize(("words", "status"), QUOTA_WORDINGS)
+def test_quota_refusals_in_any_wording_wait_instead_of_failing(lp: Any, words: str, status: int) -> None:
+    lp.vendor_config(VENDOR).update(quota_per_day=0, quota_message=words, quota_status=status)
+    jobs_before = len(lp.jobs)
+    with pytest.raises(QuotaExceeded) as err:
+        LeanplumHook(quota_retry_seconds=5, retry_policy=RetryPolicy(max_attempts=1)).submit(start_date=day_ago(1))
+    assert words in str(err.value) and err.value.retry_at <= time.time() + 5
+    assert len(lp.jobs) == jobs_before
+
+
+def test_an_unrecognised_refusal_fails_with_the_vendor_words(lp: Any) -> None:
+    lp.vendor_config(VENDOR)["refuse_message"] = "Exports are disabled for this app."
+    with pytest.raises(VendorHTTPError, match="Exports are disabled for this app") as err:
+        LeanplumHook().submit(start_date=day_ago(1))
+    assert not isinstance(err.value, QuotaExceeded)
+
+
+# ---- overlapping streaming runs ------------------------------------------------------------------------
+@pytest.mark.timeout(900)  # two Airflow processes on a shared 2-core machine
+def test_two_overlapping_streaming_runs_land_the_range_once(lp: Any, airflow_db: Any, moto_s3: Any) -> None:
+    """Two processes run the streaming DAG at once (as ``airflow dags test`` beside a scheduled run does,
+    which max_active_runs does not stop); the sandbox holds both submits until both arrived, so both
+    really export the same range. Exactly one run lands and commits; the other refuses before writing."""
+    from collections import Counter
+
+    from tests.support.leanplum_overlap import run_two_overlapping
+
+    s3 = moto_s3.client()
+    bucket = "lp-overlap"
+    s3.create_bucket(Bucket=bucket)
+    var = "lp_stream_overlap_processes"
+    _clear_variables(var, f"{var}.inflight")
+    initial = int(time.time()) - 20
+    before = lp.submissions[VENDOR]
+    results = run_two_overlapping(lp, var, bucket, initial)
+    assert lp.submissions[VENDOR] == before + 2, "both runs really exported (the overlap happened)"
+    jobs = [ExportJob.from_dict(r["export"]) for r in results]
+    assert all(j.extra["start_time"] == initial for j in jobs)  # the same range, twice
+    states = sorted(r["states"]["land"] for r in results)
+    assert states == ["failed", "success"], results
+    winner, loser = (results[0], results[1]) if results[0]["states"]["land"] == "success" else (results[1], results[0])
+    won = ExportJob.from_dict(winner["export"])
+    assert _variable(var) == {"value": won.extra["end_time"], "job_id": won.job_id}  # committed once, by the winner
+    assert not s3_sessions(s3, bucket, f"{var}/{loser['run_id']}/"), "the refused landing wrote nothing"
+    landed = Counter(s["sessionId"] for s in s3_sessions(s3, bucket, f"{var}/"))
+    expected = {s["sessionId"] for s in _truth(lp, initial, won.extra["end_time"])}
+    print(f"\noverlapping streaming runs: {len(expected)} sessions expected, {sum(landed.values())} landed, "
+          f"gaps {len(expected - set(landed))}, duplicates {sum(n - 1 for n in landed.values())}")
+    assert set(landed) == expected and all(n == 1 for n in landed.values())
+
+
+def test_a_landing_started_after_another_run_committed_refuses_before_writing(
+    lp: Any, airflow_db: Any, moto_s3: Any
+) -> None:
+    """Run A lands [w, e1) and commits; a late landing of another export of the same range (another
+    value, or the very same value) is refused before a byte is read or written, watermark untouched."""
+    s3 = moto_s3.client()
+    s3.create_bucket(Bucket="lp-late")
+    var = "lp_stream_late_landing"
+    _clear_variables(var, f"{var}.inflight")
+    initial = int(time.time()) - 10
+    first = run_dag(load_dag("leanplum_flows.py", "leanplum_stream_test", folder="tests/dags"),
+                    run_conf={"variable": var, "bucket": "lp-late", "initial": initial})
+    assert task_states(first) == {"export": "success", "land": "success"}
+    committed = ExportJob.from_dict(xcom(first, "export"))
+    stored = _variable(var)
+    hook = LeanplumHook()
+    other = wait_final(hook, hook.submit(start_date=day_ago(8), end_date=day_ago(-2), start_time=initial,
+                                         end_time=int(time.time())))
+    assert other.files
+    land_dag = load_dag("leanplum_flows.py", "leanplum_land_test", folder="tests/dags")
+    for proposed in (other.extra.get("end_time") or int(time.time()), committed.extra["end_time"]):
+        other.watermark = Watermark(variable=var, previous=None, proposed=proposed, job_id=other.job_id)
+        downloads = sum(1 for r in lp.requests if r["path"].startswith("/leanplum_export/"))
+        run = run_dag(land_dag, run_conf={"export": other.to_dict(), "bucket": "lp-late", "prefix": var})
+        assert task_states(run) == {"land": "failed"}
+        assert sum(1 for r in lp.requests if r["path"].startswith("/leanplum_export/")) == downloads  # nothing read
+        assert not s3_sessions(s3, "lp-late", f"{var}/{run.run_id}/")  # nothing written
+        assert _variable(var) == stored  # and the committed watermark stays A's
+
+
+def test_a_pool_with_more_than_one_slot_is_refused_before_any_vendor_call(lp: Any, airflow_db: Any, moto_s3: Any) -> None:
+    from airflow.models.pool import Pool
+
+    moto_s3.client().create_bucket(Bucket="lp-stream")
+    var = "lp_stream_pooled"
+    _clear_variables(var, f"{var}.inflight")
+    dag = load_dag("leanplum_flows.py", "leanplum_stream_pooled", folder="tests/dags")  # max_active_runs=4
+    conf = {"variable": var, "bucket": "lp-stream", "initial": int(time.time()) - 5}
+    try:
+        for slots, outcome in ((3, "failed"), (1, "success")):
+            Pool.create_or_update_pool("lp_stream_pool", slots=slots, description="test", include_deferred=True)
+            calls = sum(1 for r in lp.requests if r["path"] == "/api")
+            run = run_dag(dag, run_conf=conf)
+            assert task_states(run)["export"] == outcome
+            if outcome == "failed":
+                assert sum(1 for r in lp.requests if r["path"] == "/api") == calls  # not one call to Leanplum
+                assert _variable(var) is None
+    finally:
+        Pool.delete_pool("lp_stream_pool")

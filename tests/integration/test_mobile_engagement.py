@@ -8,10 +8,12 @@ reading them back through the wasb connection.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import hashlib
 import io
 import json
+from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
 from functools import partial
 from pathlib import Path
@@ -31,6 +33,7 @@ from airflow_export_providers.hooks.mobile_engagement import KINDS, MobileEngage
 from airflow_export_providers.operators.mobile_engagement import MobileEngagementExportOperator
 from airflow_export_providers.sandbox.mobile_engagement import runtime
 from airflow_export_providers.sensors.mobile_engagement import MobileEngagementExportSensor
+from tests.conftest import set_connection
 from tests.support.secrets import register
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "mobile_engagement"
@@ -151,7 +154,7 @@ def test_every_kind_body_matches_spec_and_blobs_land(me: Any, azurite: Any, kind
     [
         ({"kind": "Device"}, context(), ["no REST kind", "tags", "tokens", "feedbackByCampaign"]),
         ({"kind": "visits"}, context(), ["kind:", "'visits'", "events", "sessions", "feedbackByDate"]),
-        ({"kind": "events"}, {}, ["export_start_date", "data interval"]),
+        ({"kind": "events", "sas_lifetime": -1}, context(), ["sas_lifetime", "not a positive duration"]),  # no interval: last day
         ({"kind": "events", "export_start_date": "2026-03-05", "export_end_date": "2026-03-01"}, context(), ["export_end_date", "before"]),
         ({"kind": "events", "export_start_date": "14/03/2026", "export_end_date": "2026-03-14"}, context(), ["export_start_date", "YYYY-MM-DD"]),
         ({"kind": "events", "campaign_ids": [1]}, context(), ["campaign_ids", "not used by kind 'events'"]),
@@ -199,6 +202,36 @@ def test_sas_grants_write_and_list_only_and_expires_soon(me: Any, azurite: Any) 
     assert denied.value.status_code == 403
 
 
+def _expiry(container_url: str) -> datetime:
+    sas = parse_qs(urlsplit(container_url).query)
+    register(f"mobile_engagement:sas_sig_{sas['sig'][0][:6]}", sas["sig"][0])
+    return datetime.fromisoformat(sas["se"][0].replace("Z", "+00:00"))
+
+
+@pytest.mark.parametrize("job_timeout", [timedelta(hours=30), timedelta(minutes=20)])
+def test_sas_outlives_the_job_deadline(me: Any, job_timeout: timedelta) -> None:
+    """A job may take minutes to start, then hours: the SAS lives until the deadline plus a margin."""
+    before = datetime.now(timezone.utc)
+    op("tags", job_timeout=job_timeout, wait_for_completion=False).execute(context())
+    after = datetime.now(timezone.utc)
+    expiry = _expiry(last_submit(me)[2])
+    assert before + job_timeout + timedelta(minutes=59) <= expiry <= after + job_timeout + timedelta(minutes=61)
+    # an explicit sas_lifetime is what it says (a warning tells when it ends before the deadline)
+    op("tags", sas_lifetime=timedelta(hours=2), wait_for_completion=False).execute(context())
+    expiry = _expiry(last_submit(me)[2])
+    assert before + timedelta(hours=2) - timedelta(minutes=1) <= expiry <= datetime.now(timezone.utc) + timedelta(hours=2, minutes=1)
+
+
+@pytest.mark.parametrize("value", [0, -60, timedelta(0), timedelta(minutes=-1), "4h"])
+def test_non_positive_sas_lifetime_is_refused_before_any_call(me: Any, azurite: Any, value: Any) -> None:
+    container = f"me-sas-{abs(hash(str(value))) % 10_000}"
+    before = (len(me.requests), me.submissions["mobile_engagement"])
+    with pytest.raises(ExportInputError, match="sas_lifetime"):
+        op("tags", container=container, sas_lifetime=value).execute(context())
+    assert (len(me.requests), me.submissions["mobile_engagement"]) == before, "neither Azure AD nor ARM was called"
+    assert container not in [c.name for c in azurite.service().list_containers()], "nor the storage"
+
+
 def test_sas_never_in_xcom_rendered_fields_or_trigger(me: Any) -> None:
     from airflow.providers.common.compat.sdk import TaskDeferred
 
@@ -213,7 +246,7 @@ def test_sas_never_in_xcom_rendered_fields_or_trigger(me: Any) -> None:
     assert isinstance(trigger, ExportJobTrigger)
     classpath, kwargs = trigger.serialize()
     assert sig not in json.dumps(kwargs) and "sig=" not in json.dumps(kwargs)
-    assert kwargs["hook_kwargs"] == {"wasb_conn_id": "wasb_default", "container": "me-exports", "blob_prefix": "{task_id}/"}
+    assert kwargs["hook_kwargs"] == {"wasb_conn_id": "wasb_default", "container": "me-exports", "blob_prefix": None}
     rendered = json.dumps({name: str(getattr(task, name)) for name in task.template_fields})
     assert sig not in rendered and "sig=" not in rendered
 
@@ -253,6 +286,46 @@ def _wait(hook: MobileEngagementHook, task_id: str, limit: int = 100) -> Any:
             return job
         time.sleep(0.1)
     raise AssertionError(f"task {task_id} did not finish")
+
+
+@pytest.mark.parametrize("deferrable", [True, False], ids=["deferred", "polling"])
+def test_succeeded_task_with_no_blob_where_the_operator_looks_fails(me: Any, monkeypatch: pytest.MonkeyPatch,
+                                                                     vendor_conns: Any, deferrable: bool) -> None:
+    """The service's blob names are not public: a Succeeded task with nothing under the prefix is an
+    error naming the container, the prefix and the setting, never a green task that landed nothing."""
+    from airflow.sdk.exceptions import AirflowException, TaskDeferred
+
+    me.vendor_config("mobile_engagement")["blob_prefix"] = "exports/{export_type}/{task_id}/"  # not where we look
+    task = op("tags", deferrable=deferrable)
+    if deferrable:
+        with pytest.raises(TaskDeferred) as deferred:
+            task.execute(context())
+        (event,) = asyncio.run(_events(deferred.value.trigger))
+        assert event["status"] == "error"
+        with pytest.raises(AirflowException) as err:
+            task.execute_complete(context(), event)
+    else:
+        with pytest.raises(ExportJobFailed) as err:
+            task.execute(context())
+    message = str(err.value)
+    for words in ("Succeeded", "container 'me-exports'", "no blob under prefix", "blob_prefix '{task_id}/'", "operator / sensor"):
+        assert words in message, (words, message)
+    assert f"export task {list(me.jobs)[-1]} Succeeded" in message
+    # told where to look, the same export lands: by the operator's argument, or the connection extra
+    result = op("tags", blob_prefix="exports/{export_type}/{task_id}/").execute(context())
+    assert len(result["files"]) == 2 and all(f["key"].startswith(f"exports/Tag/{result['job_id']}/") for f in result["files"])
+    conn = json.loads(json.dumps(vendor_conns["azure_mobile_engagement_default"]))
+    conn["extra"]["blob_prefix"] = "exports/{export_type}/{task_id}/"
+    set_connection(monkeypatch, "azure_mobile_engagement_default", conn)
+    assert len(op("tags").execute(context())["files"]) == 2
+    sensor = MobileEngagementExportSensor(task_id="wait", export_task_id=result["job_id"], container="me-exports",
+                                          blob_prefix="{task_id}/", deferrable=False)
+    with pytest.raises(ExportJobFailed, match="no blob under prefix"):
+        sensor.poke(context())
+
+
+async def _events(trigger: Any) -> list[dict[str, Any]]:
+    return [event.payload async for event in trigger.run()]
 
 
 def test_failed_task_surfaces_error_details(me: Any) -> None:
@@ -474,6 +547,49 @@ def test_trigger_refreshes_a_revoked_token_once(me: Any) -> None:
     assert statuses.count(401) == 1 and statuses[-1] == 200
 
 
+# ---- no unclosed aiohttp sessions ----------------------------------------------------------------
+@contextlib.contextmanager
+def no_unclosed_sessions() -> Iterator[None]:
+    """Fail on asyncio's "Unclosed client session" (logged by the loop and warned as a ResourceWarning
+    when a session is garbage collected while still open)."""
+    import gc
+    import logging
+    import warnings
+
+    seen: list[str] = []
+
+    class Catch(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record.getMessage())
+
+    handler = Catch()
+    logging.getLogger("asyncio").addHandler(handler)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ResourceWarning)
+            yield
+            gc.collect()  # collect what the run left behind: an open session reports itself now
+        seen += [str(w.message) for w in caught]
+    finally:
+        logging.getLogger("asyncio").removeHandler(handler)
+    leaks = [m for m in seen if "Unclosed" in m or "unclosed" in m]
+    assert not leaks, f"the trigger path left aiohttp sessions open: {leaks}"
+
+
+def test_trigger_closes_every_session_when_its_consumer_stops_at_the_event(me: Any) -> None:
+    """dag.test() and the triggerer take the first event and drop the generator: by then every
+    session the hook opened (ARM, Azure AD, blob listing) must be closed."""
+    from airflow.sdk.exceptions import TaskDeferred
+
+    task = op("events", deferrable=True)
+    with pytest.raises(TaskDeferred) as deferred:
+        task.execute(context())
+    trigger = deferred.value.trigger
+    with no_unclosed_sessions():
+        event = asyncio.run(anext(trigger.run()))  # exactly what dag.test() does
+    assert event.payload["status"] == "success" and len(event.payload["job"]["files"]) == 2
+
+
 # ---- real Airflow runs (dag.test()) -------------------------------------------------------------
 def _ensure_bucket(moto_s3: Any, bucket: str) -> None:
     s3 = moto_s3.client()
@@ -497,7 +613,8 @@ def test_example_dag_exports_events_into_azure_then_s3(
     export_task.poll_interval = 0.2
     before = me.submissions["mobile_engagement"]
     run_at = datetime(2026, 4, 2 if deferrable else 3, tzinfo=timezone.utc)
-    run = run_dag(dag, logical_date=run_at)
+    with no_unclosed_sessions():
+        run = run_dag(dag, logical_date=run_at)
     day = run_at - timedelta(days=1)  # a manual run at midnight exports the day that just ended
     assert task_states(run) == {"export_events": "success", "copy_to_s3": "success"}
     assert me.submissions["mobile_engagement"] - before == 1

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from airflow.providers.common.compat.sdk import TaskDeferred
+from airflow.providers.common.compat.sdk import AirflowException, TaskDeferred
 
 from airflow_export_providers.core.errors import ExportInputError, ExportJobFailed, VendorAuthError, VendorHTTPError
 from airflow_export_providers.core.hook import iter_stream
@@ -64,16 +64,76 @@ def run_trigger(trigger: ExportJobTrigger) -> dict[str, Any]:
 # ---- readiness -------------------------------------------------------------------------------
 
 
-def test_not_ready_is_pending_404_and_empty_list(mx: Any) -> None:
-    h = hook()
-    by_404 = make_snapshot(mx, ready_after=3600)
-    job = h.get_job(by_404.guid)
-    assert (job.state, job.raw_state, job.files) == (JobState.PENDING, "not_ready", [])
-    empty = make_snapshot(mx, ready_after=3600, not_ready="empty")
+def test_not_ready_is_only_a_listing_without_files(mx: Any) -> None:
+    generating = make_snapshot(mx, ready_after=3600)
     since = len(mx.requests)
-    job = h.get_job(empty.guid)
+    job = hook().get_job(generating.guid)
     assert (job.state, job.raw_state, job.files) == (JobState.PENDING, "not_ready", [])
-    assert listing_calls(mx, empty.guid, since), "the empty listing was really read"
+    assert listing_calls(mx, generating.guid, since), "the empty listing was really read"
+
+
+def _unknown_guid_words(message: str, guid: str, path: str = LISTING) -> None:
+    """One line naming the GUID, the listing path template and what to check; no secret in it."""
+    assert "\n" not in message
+    for word in (repr(guid), repr(path), "mistyped", "list_path", "404"):
+        assert word in message, (word, message)
+
+
+@pytest.mark.parametrize("deferrable", [True, False], ids=["deferred", "polling"])
+def test_unknown_guid_fails_the_sensor_and_the_operator_at_once(mx: Any, deferrable: bool) -> None:
+    """MX hands out a GUID only once its snapshot exists: a 404 is a mistake to fix, not "wait 3 days"."""
+    guid = new_guid()  # never created: MX does not know it
+    since = len(mx.requests)
+    # short timeouts only so that code which waits on a 404 ends this test with the wrong error
+    sensor = MxSnapshotSensor(task_id="wait", snapshot_guid=guid, deferrable=deferrable, poke_interval=0.5, timeout=3)
+    with pytest.raises(VendorHTTPError) as err:
+        sensor.execute({})  # type: ignore[arg-type]
+    _unknown_guid_words(str(err.value), guid)
+    op = MxSnapshotOperator(task_id="files", snapshot_guid=guid, deferrable=deferrable, poll_interval=0.5, job_timeout=3)
+    with pytest.raises(VendorHTTPError) as err:
+        op.execute({})  # type: ignore[arg-type]
+    _unknown_guid_words(str(err.value), guid)
+    assert len(listing_calls(mx, guid, since)) == 2, "one listing each, no second look"
+    assert mx.secret("mx-api-key") not in str(err.value)
+
+
+def test_guid_that_vanishes_while_deferred_ends_the_trigger_with_the_404_message(mx: Any) -> None:
+    snap = make_snapshot(mx, ready_after=3600)
+    sensor = MxSnapshotSensor(task_id="wait", snapshot_guid=snap.guid, deferrable=True, poke_interval=0.2, timeout=3)
+    with pytest.raises(TaskDeferred) as deferred:
+        sensor.execute({})  # type: ignore[arg-type]
+    with mx.lock:
+        del mx.vendor["mx"]["snapshots"][snap.guid]  # from now on MX answers 404 for it
+    event = run_trigger(deferred.value.trigger)
+    assert event["status"] == "error"
+    _unknown_guid_words(event["message"], snap.guid)
+    with pytest.raises(AirflowException, match="mistyped"):
+        sensor.execute_complete({}, event)  # type: ignore[arg-type]
+    # the operator's trigger too (deferred on a GUID that answers 404 at its first poll)
+    trigger = ExportJobTrigger(hook_class=f"{MxSnapshotsHook.__module__}.MxSnapshotsHook", conn_id="mx_snapshots_default",
+                               job_id=new_guid(), poll_interval=0.2, deadline=time.time() + 3)
+    event = run_trigger(trigger)
+    assert event["status"] == "error" and "mistyped" in event["message"]
+
+
+@pytest.mark.parametrize(
+    "guid",
+    ["", None, "None", "null", "   ", "CSS/1234", "../CSS-1234", "CSS-1234/..", "CSS..1234", "CSS 1234", " CSS-1234",
+     "CSS-1234\n", "CSS-\t1234", "CSS-\x001234", "CSS-\x7f", "CSS\\1234"],
+)
+def test_snapshot_guid_is_validated_before_any_call(mx: Any, guid: Any) -> None:
+    since = len(mx.requests)
+    for task in (
+        # short timeouts only so that code which sends the GUID and waits ends with the wrong error
+        MxSnapshotOperator(task_id="files", snapshot_guid=guid, deferrable=False, poll_interval=0.2, job_timeout=1),
+        MxSnapshotOperator(task_id="files", snapshot_guid=guid, deferrable=True, poll_interval=0.2, job_timeout=1),
+        MxSnapshotSensor(task_id="wait", snapshot_guid=guid, deferrable=False, poke_interval=0.2, timeout=1),
+        MxSnapshotSensor(task_id="wait", snapshot_guid=guid, deferrable=True, poke_interval=0.2, timeout=1),
+    ):
+        with pytest.raises(ExportInputError, match=r"^snapshot_guid: .*CSS-1234") as err:
+            task.execute({})  # type: ignore[arg-type]
+        assert "\n" not in str(err.value)
+    assert len(mx.requests) == since, "nothing was sent to MX"
 
 
 def test_trigger_waits_deferred_until_the_snapshot_lists_its_files(mx: Any) -> None:
@@ -93,7 +153,7 @@ def test_trigger_waits_deferred_until_the_snapshot_lists_its_files(mx: Any) -> N
     assert {f.resource for f in job.files} == set(MX_RESOURCES)
     assert len(job.files) == len(snap.files)
     statuses = [r for r in listing_calls(mx, snap.guid, since)]
-    assert len(statuses) >= 3, "one check before deferring, at least one 404 in the trigger, then the listing"
+    assert len(statuses) >= 3, "one check before deferring, at least one empty listing in the trigger, then the files"
 
 
 def test_sensor_poke_mode_without_a_triggerer(mx: Any) -> None:
@@ -335,6 +395,15 @@ def test_both_auth_styles_with_the_mx_media_types(mx: Any, sandbox: Any, monkeyp
     assert h.test_connection() == (True, f"MX accepted the credentials ({style}) at {sandbox.url}")
 
 
+def test_connection_test_succeeds_only_when_the_credentials_were_checked(mx: Any, sandbox: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a path MX does not serve: the root and the probe both answer 404, so nothing proved the key good
+    set_connection(monkeypatch, "mx_probe", mx_conn(sandbox, list_path="/v2/snapshots/{guid}/files"))
+    ok, message = hook("mx_probe").test_connection()
+    assert not ok
+    assert "reached MX" in message and "could not check the credentials" in message and "/v2/snapshots" in message
+    assert mx.secret("mx-api-key") not in message
+
+
 @pytest.mark.parametrize("style", ["md-api-key", "basic"])
 def test_wrong_key_is_a_clear_401_without_the_key(mx: Any, sandbox: Any, monkeypatch: pytest.MonkeyPatch, style: str) -> None:
     wrong = register(f"mx-wrong-key-{style}", f"wrong-{new_guid()}-key")
@@ -368,8 +437,56 @@ def test_custom_path_templates_from_extras(mx: Any, sandbox: Any, monkeypatch: p
     h = hook("mx_paths")
     job = h.get_job(snap.guid)
     assert hashlib.md5(download(h, job.files[0])).hexdigest() == job.files[0].checksum
+    # A wrong path is a 404 for a snapshot that exists: fail at once, naming the template to fix.
     set_connection(monkeypatch, "mx_paths", mx_conn(sandbox, list_path="/v2/snapshots/{guid}/files"))
-    assert hook("mx_paths").get_job(snap.guid).state == JobState.PENDING, "a 404 on another path means not ready"
+    with pytest.raises(VendorHTTPError) as err:
+        hook("mx_paths").get_job(snap.guid)
+    _unknown_guid_words(str(err.value), snap.guid, "/v2/snapshots/{guid}/files")
+
+
+def test_unknown_extra_is_named_in_a_warning_with_the_known_ones(
+    mx: Any, sandbox: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    snap = make_snapshot(mx)
+    set_connection(monkeypatch, "mx_typo", mx_conn(sandbox, list_files_path="/v2/snapshots/{guid}/files"))
+    with caplog.at_level("WARNING", logger="airflow_export_providers.core.hook"):
+        job = hook("mx_typo").get_job(snap.guid)  # the misspelt extra is ignored: the default path is used
+    assert job.state == JobState.SUCCESS
+    warnings = [r.getMessage() for r in caplog.records if "list_files_path" in r.getMessage()]
+    assert len(warnings) == 1, caplog.text
+    for known in ("auth_style", "list_path", "download_path", "files_key", "timeout", "ca_bundle"):
+        assert known in warnings[0]
+    assert "did you mean 'list_path'" in warnings[0]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="airflow_export_providers.core.hook"):
+        hook().get_job(snap.guid)
+    assert not [r for r in caplog.records if "not read by" in r.getMessage()], "known extras warn nothing"
+
+
+@pytest.mark.parametrize("wrapper", ["bare", "data", "snapshotFiles"])
+def test_listing_in_any_wrapper_bare_or_one_list(mx: Any, wrapper: str) -> None:
+    """MX does not publish the wrapper key: a bare list or an object holding one list of files is read."""
+    snap = make_snapshot(mx, wrapper=wrapper, per_page=4)  # paged too, where the wrapper can say so
+    job = hook().get_job(snap.guid)
+    assert job.state == JobState.SUCCESS
+    assert sorted(f.extra["file_name"] for f in job.files) == sorted(f.name for f in snap.files)
+    generating = make_snapshot(mx, wrapper=wrapper, ready_after=3600)
+    assert hook().get_job(generating.guid).state == JobState.PENDING, "an empty list is 'not ready' in any wrapper"
+
+
+def test_listing_with_several_lists_needs_the_files_key_extra(mx: Any, sandbox: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    snap = make_snapshot(mx, wrapper="entries")
+    payload = {"snapshot": {"guid": "CSS-1"}, "entries": [{"name": "a.avro.gz"}], "warnings": []}
+    with pytest.raises(VendorHTTPError, match=r"several lists \('entries', 'warnings'\).*files_key"):
+        hook("mx_unused").parse_job("CSS-1", payload)
+    set_connection(monkeypatch, "mx_keyed", mx_conn(sandbox, files_key="entries"))
+    h = hook("mx_keyed")
+    job = h.get_job(snap.guid)
+    assert len(job.files) == len(snap.files)
+    assert h.parse_job("CSS-1", payload).files[0].name == "a.avro.gz"
+    set_connection(monkeypatch, "mx_keyed", mx_conn(sandbox, files_key="items"))
+    with pytest.raises(VendorHTTPError, match=r"no 'items' field .*'entries'.*files_key"):
+        hook("mx_keyed").get_job(snap.guid)
 
 
 # ---- malformed answers (parse only) -------------------------------------------------------------
@@ -382,7 +499,7 @@ def test_custom_path_templates_from_extras(mx: Any, sandbox: Any, monkeypatch: p
         ({"files": [{"name": "a.avro.gz", "number_of_records": -1}]}, "files[0].number_of_records"),
         ({"files": [{"file_size": 3}]}, "neither 'url' nor 'name'"),
         ({"files": "x"}, "'files' should be a list"),
-        ({"snapshot": {}}, "no 'files' field"),
+        ({"snapshot": {}}, "no list of file entries"),
         ("nope", "expected a JSON object or list"),
         ({"files": [{"name": "a", "resource_type": "users"}, {"name": "a", "resource_type": "users"}]}, "same file name twice"),
     ],
@@ -425,18 +542,15 @@ def test_resources_from_a_rendered_list_param(mx: Any) -> None:
     assert [f.resource for f in job.files] == ["goals", "devices"]
 
 
-def test_sandbox_snapshot_clock_is_per_guid(mx: Any) -> None:
-    """Any GUID starts its own clock on first sight, with the configured ready time."""
-    cfg = mx.vendor_config("mx")
-    saved = dict(cfg)
-    cfg["ready_after"] = 3600
-    try:
-        guid = new_guid()
-        assert hook().get_job(guid).state == JobState.PENDING
-        assert sb.get_snapshot(mx, guid).state(time.time() + 3601) == "ready"
-    finally:
-        cfg.clear()
-        cfg.update(saved)
+def test_sandbox_knows_only_the_snapshots_mx_generated(mx: Any, sandbox: Any) -> None:
+    """An unknown GUID is 404 in the sandbox, as at MX; the seed's example GUID exists from the start."""
+    import requests
+
+    headers = {"Accept": sb.ACCEPT_JSON, "MD-API-KEY": mx.secret("mx-api-key")}
+    unknown = requests.get(f"{sandbox.url}/snapshots/{new_guid()}/files", headers=headers, timeout=10)
+    assert unknown.status_code == 404
+    example = requests.get(f"{sandbox.url}/snapshots/CSS-1234/files", headers=headers, timeout=10)
+    assert example.status_code == 200 and len(example.json()["files"]) == len(sb.DEFAULT_LAYOUT) + 4
 
 
 # ---- landing (transfers) ------------------------------------------------------------------------

@@ -18,9 +18,10 @@ from typing import Any
 import pytest
 import requests
 
-from airflow_export_providers.core.errors import ExportInputError, VendorHTTPError
+from airflow_export_providers.core.errors import ExportInputError, ExportJobFailed, VendorHTTPError
 from airflow_export_providers.core.hook import iter_stream
 from airflow_export_providers.core.job import ExportJob, JobState
+from airflow_export_providers.core.landing import land_file
 from airflow_export_providers.hooks.pond import PondHook, link_expires_at, snapshot_id
 from airflow_export_providers.operators.pond import PondSnapshotOperator, pond_timestamp
 from airflow_export_providers.sandbox import pond as pond_sandbox
@@ -78,6 +79,14 @@ def expected_files(moto_s3: Any, href: str, entity: str, start: str, end: str, i
         assert body == pond_sandbox.generate_csv(entity, start, end, i, rows + 7 * i)
         files[f"{name}.csv"] = body
     return files
+
+
+def csv_records(data: bytes) -> int:
+    """Records of a CSV file as Python's csv module reads them (the header included)."""
+    import csv
+    import io
+
+    return sum(1 for _ in csv.reader(io.StringIO(data.decode(), newline="")))
 
 
 # ---- token --------------------------------------------------------------------------------------
@@ -163,6 +172,43 @@ def test_sandbox_ignores_parameters_that_are_not_form_encoded(pond: Any) -> None
     assert query["created_at"][0] == pond_sandbox.EPOCH and query["created_at"] != [SEED_FROM, SEED_TO]
 
 
+@pytest.mark.parametrize("deferrable", [True, False], ids=["deferred", "polling"])
+def test_ignored_parameters_fail_the_task_at_once(pond: Any, deferrable: bool) -> None:
+    """A gateway that drops the form Content-type makes POND ignore the range (the seed's warning):
+    POND then snapshots something else; the task fails at the schedule answer, nothing is polled."""
+    pond.config["pond"]["proxy_drops_content_type"] = True
+    before = pond.submissions["pond"]
+    op = PondSnapshotOperator(task_id="t", created_at_from=SEED_FROM, created_at_to=SEED_TO, poll_interval=0.1,
+                              deferrable=deferrable)
+    with pytest.raises(ExportJobFailed) as err:
+        op.execute({})  # type: ignore[arg-type]
+    message = str(err.value)
+    assert "POND ignored the snapshot parameters" in message and "Content-type: application/x-www-form-urlencoded" in message
+    assert SEED_FROM in message and pond_sandbox.EPOCH in message, "what was sent and what POND echoed"
+    assert pond.submissions["pond"] - before == 1
+    (href_id,) = [j for j in pond.jobs if pond.jobs[j].vendor == "pond"][-1:]
+    assert not [r for r in pond.requests if r["path"] == f"/insights/snapshots/{href_id}"], "the snapshot is never polled"
+    del pond.config["pond"]["proxy_drops_content_type"]
+    href = PondHook().submit(SEED_FROM, SEED_TO)  # the same request through a sane path is fine
+    assert snapshot_id(href) in pond.jobs
+
+
+def test_csv_rows_are_records_when_fields_hold_newlines(pond: Any, moto_s3: Any, aws_conn: str) -> None:
+    """POND's count is rows; quoted fields may hold newlines: the landing counts records, not lines."""
+    from airflow_export_providers.transfers.export_to_s3 import S3Writer
+
+    ensure_bucket(moto_s3, "pond-records")
+    hook = PondHook()
+    job, _ = wait_done(hook, hook.submit(SEED_FROM, SEED_TO))
+    expected = expected_files(moto_s3, job.job_id, "event", SEED_FROM, SEED_TO)
+    for file in job.files:
+        data = expected[file.name]
+        assert data.count(b"\n") - 1 > file.rows, "the sample has newlines inside quoted fields"
+        landed = land_file(hook, file, S3Writer("pond-records", "aws_default"), prefix="records")
+        assert landed.rows == file.rows == csv_records(data) - 1
+        assert moto_s3.client().get_object(Bucket="pond-records", Key=landed.key)["Body"].read() == data
+
+
 def test_schedule_answer_has_the_seeds_shape(pond: Any) -> None:
     hook = PondHook()
     token = hook.token_auth.token()
@@ -221,7 +267,7 @@ def test_items_move_from_pending_to_complete_with_size_and_count(pond: Any, moto
     job, _ = wait_done(hook, href)
     expected = expected_files(moto_s3, href, "event", SEED_FROM, SEED_TO)
     assert [(f.name, f.size, f.rows, f.key) for f in job.files] == [
-        (name, len(data), data.count(b"\n") - 1, str(i)) for i, (name, data) in enumerate(expected.items())]
+        (name, len(data), csv_records(data) - 1, str(i)) for i, (name, data) in enumerate(expected.items())]
     assert job.raw_state == "complete"
 
 
@@ -477,7 +523,9 @@ def test_size_or_count_mismatch_fails_the_landing(
     run = run_dag(dag, logical_date=datetime(2026, 4, 1 if field == "size_delta" else 2, tzinfo=timezone.utc))
     assert task_states(run) == {"snapshot": "success", "land_in_s3": "failed"}
     assert landed(moto_s3, "analytics-landing", f"pond/{interval_day(run)}/") == {}, "nothing unverified becomes visible"
-    reason = "size: expected 2827 bytes, got 2826" if field == "size_delta" else "rows: expected 41, counted 40 (csv)"
+    start, end = pond_timestamp(run.data_interval_start, "from"), pond_timestamp(run.data_interval_end, "to")
+    size = len(pond_sandbox.generate_csv("event", start, end, 0, 40))
+    reason = f"size: expected {size + 1} bytes, got {size}" if field == "size_delta" else "rows: expected 41, counted 40 (csv)"
     out, err = capfd.readouterr()  # dag.test() prints the task's failure through structlog
     assert f"event_000.csv: verification failed, nothing landed — {reason}" in out + err
 

@@ -42,6 +42,7 @@ FAULTS: list[tuple[str, str]] = [
     ("worker_killed", "worker killed mid-upload, task retried"),
     ("retry_after_submit", "task retry after the submit (no second job)"),
     ("streaming_watermark", "streaming run fails after export (watermark kept, range re-exported)"),
+    ("streaming_overlap", "two streaming runs overlap (one lands, the other refuses before writing)"),
 ]
 FAULT_IDS = [f for f, _ in FAULTS]
 
@@ -72,7 +73,7 @@ ADAPTERS: dict[str, Adapter] = {
         submit=("POST", r"^/insights/snapshots$"),
         status=("GET", r"^/insights/snapshots/[^/]+$"),
         download=r"^/prod-pond-insights-exports/",  # the sandbox's S3 gateway in front of moto
-        not_applicable={"streaming_watermark": STREAMING_ONLY},
+        not_applicable={"streaming_watermark": STREAMING_ONLY, "streaming_overlap": STREAMING_ONLY},
         settings={"pending_seconds": 0.2, "running_seconds": 0.4},
     ),
     "leanplum": Adapter(
@@ -91,6 +92,7 @@ ADAPTERS: dict[str, Adapter] = {
         status=("GET", r"^/service/v1/segments/export/[^/]+$"),
         download=r"^/indicative-results/", download_statuses=True,
         not_applicable={"token_expiry": "Basic auth, no token", "streaming_watermark": STREAMING_ONLY,
+                        "streaming_overlap": STREAMING_ONLY,
                         "link_expiry": "result links live 48 hours, longer than any export; expiry is a purge (a clear error, "
                                        "test_indicative.py::test_expired_s3_result_is_a_clear_error)"},
         # https results: the sandbox serves the CSV (faults apply); s3:// results come from moto (none can)
@@ -101,6 +103,7 @@ ADAPTERS: dict[str, Adapter] = {
         status=("GET", r"^/snapshots/[^/]+/files$"),
         download=r"^/snapshots/[^/]+/files/[^/]+$", download_statuses=True,
         not_applicable={"token_expiry": "API key on every call, no token", "streaming_watermark": STREAMING_ONLY,
+                        "streaming_overlap": STREAMING_ONLY,
                         "link_expiry": NO_LINK,
                         "job_failed": "MX has no job to fail or resubmit: a snapshot is ready or purged (purge = one clear "
                                       "error, test_mx.py::test_purged_snapshot_fails_the_sensor_with_a_clear_message)"},
@@ -114,6 +117,7 @@ ADAPTERS: dict[str, Adapter] = {
         not_applicable={
             "link_expiry": "no presigned link: blobs are read through the wasb connection",
             "streaming_watermark": STREAMING_ONLY,
+            "streaming_overlap": STREAMING_ONLY,
         },
         settings={"pending_seconds": 0.2, "running_seconds": 0.3, "token_lifetime": 3599, "parts": 2},
     ),
@@ -266,6 +270,11 @@ def render(results: dict[str, Any]) -> str:
         "the job id kept in `task_state_store`: one submission.",
         "- **streaming watermark** (Leanplum): a streaming run whose landing fails keeps the watermark; the next run "
         "exports the same range again and lands it.",
+        "- **overlapping streaming runs** (Leanplum): two processes each run the streaming DAG with `dag.test()` (which, "
+        "like `airflow dags test` beside a scheduled run, max_active_runs does not stop); the sandbox holds both "
+        "exportData calls until both arrived, so both export the same range. The run whose export holds the stream's "
+        "claim lands and commits; the other's landing refuses before reading or writing a byte. A DAG that allows "
+        "overlapping runs without a 1-slot pool is refused at parse time (tests/unit/test_watermark.py).",
         "",
     ]
     from tests.support import landing_matrix

@@ -24,6 +24,7 @@ from airflow_export_providers.core.landing import (
 )
 from airflow_export_providers.transfers.export_to_s3 import S3_MAX_OBJECT, S3_MAX_PARTS, s3_part_size
 from tests.support.avro_samples import EPOCH, avro_bytes, record
+from tests.support.streams import Chunked
 
 
 class Sink:
@@ -171,16 +172,6 @@ def test_count_avro_records_without_decoding() -> None:
     data = avro_bytes(90, block_rows=10)
     _, stream = avro.peek(Chunked(data, 777), 4)  # a non-seekable stream, as in landing
     assert avro.count_avro_records(stream) == 90
-
-
-class Chunked:
-    def __init__(self, data: bytes, size: int) -> None:
-        self.data, self.size, self.pos = data, size, 0
-
-    def read(self, n: int = -1) -> bytes:
-        out = self.data[self.pos: self.pos + min(n if n > 0 else self.size, self.size)]
-        self.pos += len(out)
-        return out
 
 
 def read_all(stream: object) -> bytes:

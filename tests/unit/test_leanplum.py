@@ -8,9 +8,15 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from airflow_export_providers.core.errors import ExportInputError, VendorHTTPError
+from airflow_export_providers.core.errors import ExportInputError, VendorAuthError, VendorHTTPError
 from airflow_export_providers.core.job import JobState
-from airflow_export_providers.hooks.leanplum import PACIFIC, LeanplumHook, next_pacific_midnight
+from airflow_export_providers.hooks.leanplum import (
+    GONE_STATE,
+    NO_DATA_PREFIX,
+    PACIFIC,
+    LeanplumHook,
+    next_pacific_midnight,
+)
 from airflow_export_providers.operators.leanplum import (
     LeanplumExportOperator,
     LeanplumStreamingExportOperator,
@@ -205,8 +211,45 @@ def test_states_map_and_failures_carry_the_vendor_words() -> None:
         assert hook.parse_job("j", {"response": [{"success": True, "state": raw}]}).state == state
     failed = hook.parse_job("j", {"response": [{"success": True, "state": "FAILED", "error": {"message": "disk full"}}]})
     assert failed.message == "disk full"
-    with pytest.raises(VendorHTTPError, match="Export job not found"):
-        hook.parse_job("j", {"response": [{"success": False, "error": {"message": "Export job not found"}}]})
+    with pytest.raises(VendorHTTPError, match="Service is under maintenance"):
+        hook.parse_job("j", {"response": [{"success": False, "error": {"message": "Service is under maintenance"}}]})
+
+
+def test_state_is_read_from_state_or_status() -> None:
+    """The public example says ``state``, the seed's table ``status``: both are read."""
+    hook = _hook()
+    assert hook.parse_job("j", {"response": [{"success": True, "status": "RUNNING"}]}).state == JobState.RUNNING
+    job = hook.parse_job("j", {"response": [{"success": True, "status": "FINISHED", "files": [], "numSessions": 0}]})
+    assert job.state == JobState.SUCCESS and job.raw_state == "FINISHED"
+    assert hook.parse_job("j", {"response": [{"success": True, "state": "FAILED", "status": "RUNNING"}]}).state == JobState.FAILED
+    with pytest.raises(VendorHTTPError, match=r"'state' \(or 'status'\)"):
+        hook.parse_job("j", {"response": [{"success": True, "status": 3}]})
+
+
+@pytest.mark.parametrize("words", ["Export job not found", "No such job: export_1_2", "Job export_1_2 has expired",
+                                   "Unknown jobId export_1_2"])
+def test_a_job_leanplum_no_longer_knows_reads_as_failed_gone(words: str) -> None:
+    """So the engine and the streaming operator export again instead of failing on every later run."""
+    hook = _hook()
+    job = hook.parse_job("export_1_2", {"response": [{"success": False, "error": {"message": words}}]})
+    assert job.state == JobState.FAILED and job.raw_state == GONE_STATE and words in (job.message or "")
+    gone = hook.job_from_error("export_1_2", VendorHTTPError("leanplum", 404, "Export job 'export_1_2' not found."))
+    assert gone.state == JobState.FAILED and gone.raw_state == GONE_STATE
+    assert hook.job_from_error("j", VendorHTTPError("leanplum", 400, words)).raw_state == GONE_STATE
+    with pytest.raises(VendorHTTPError):  # other refusals keep failing with the vendor's words
+        hook.job_from_error("j", VendorHTTPError("leanplum", 400, "Service is under maintenance"))
+    with pytest.raises(VendorAuthError):  # a refused key is never "the job is gone"
+        hook.job_from_error("j", VendorAuthError("leanplum", 401, "Incorrect appId or clientKey."))
+
+
+def test_a_no_data_export_reads_as_finished_with_zero_files_without_a_call() -> None:
+    import asyncio
+
+    hook = _hook()  # its connection does not exist: any call to Leanplum would fail
+    job_id = NO_DATA_PREFIX + "abc"
+    for job in (hook.get_job(job_id), asyncio.run(hook.aget_job(job_id))):
+        assert job.state == JobState.SUCCESS and job.files == [] and job.extra["numSessions"] == 0
+        assert job.hook_class and job.hook_class.endswith("LeanplumHook")
 
 
 def test_describe_error_reads_the_wrapper_and_quota_words() -> None:
@@ -216,6 +259,31 @@ def test_describe_error_reads_the_wrapper_and_quota_words() -> None:
     assert hook.describe_error(502, b"<html>bad gateway</html>") == "<html>bad gateway</html>"
     assert hook.is_quota_message("Export limit reached: you may only export data 24 times per day.")
     assert not hook.is_quota_message("You cannot export data older than 60 days (startDate must be 20260101 or later).")
+
+
+@pytest.mark.parametrize("words", [
+    "Export limit reached: you may only export data 24 times per day.",
+    "Daily export quota exceeded.",
+    "You have exceeded your quota of 24 exports.",
+    "Rate limit exceeded, try again later",
+    "You have been rate-limited.",
+    "Limit of 24 exports per day reached",
+    "Too many exports today",
+    "API limits: exportData",
+])
+def test_quota_refusals_are_recognised_in_many_wordings(words: str) -> None:
+    assert LeanplumHook.is_quota_message(words)
+
+
+@pytest.mark.parametrize("words", [
+    "Exports are disabled for this app.",
+    "Internal error",
+    "startDate is beyond the 60-day limit",
+    "Invalid endTime: above the limit",
+    "Incorrect appId or clientKey.",
+])
+def test_refusals_about_the_request_or_anything_else_are_not_quota(words: str) -> None:
+    assert not LeanplumHook.is_quota_message(words)
 
 
 def test_quota_retry_is_the_sooner_of_backoff_and_pacific_midnight() -> None:

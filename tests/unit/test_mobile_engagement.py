@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import date, datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -65,14 +65,19 @@ def test_dates_timestamps_and_campaign_ids_are_normalised() -> None:
             _as_campaign_ids(bad)
 
 
-def test_daily_interval_exports_one_day_and_a_manual_run_its_own_day() -> None:
+def test_daily_interval_exports_one_day_and_a_run_without_one_the_last_complete_day() -> None:
+    from types import SimpleNamespace
+
     task = MobileEngagementExportOperator(task_id="t", kind="sessions", container="c")
     _, fields = task.build_fields({"data_interval_start": datetime(2026, 5, 1, tzinfo=timezone.utc),
                                    "data_interval_end": datetime(2026, 5, 2, tzinfo=timezone.utc)})
     assert (fields["startDate"], fields["endDate"]) == ("2026-05-01", "2026-05-01")
-    same = datetime(2026, 5, 3, 12, tzinfo=timezone.utc)
+    same = datetime(2026, 5, 3, 12, tzinfo=timezone.utc)  # zero-length: the day that ended last, not the running one
     _, fields = task.build_fields({"data_interval_start": same, "data_interval_end": same})
-    assert (fields["startDate"], fields["endDate"]) == ("2026-05-03", "2026-05-03")
+    assert (fields["startDate"], fields["endDate"]) == ("2026-05-02", "2026-05-02")
+    # triggered by hand without a logical date: no data interval, the run's run_after decides
+    _, fields = task.build_fields({"dag_run": SimpleNamespace(run_after=datetime(2026, 5, 3, 0, 5, tzinfo=timezone.utc))})  # type: ignore[typeddict-item]
+    assert (fields["startDate"], fields["endDate"]) == ("2026-05-02", "2026-05-02")
     weekly = MobileEngagementExportOperator(task_id="w", kind="events", container="c")
     _, fields = weekly.build_fields({"data_interval_start": datetime(2026, 5, 4, tzinfo=timezone.utc),
                                      "data_interval_end": datetime(2026, 5, 11, tzinfo=timezone.utc)})
@@ -145,7 +150,23 @@ def test_blob_prefix_template(hook: MobileEngagementHook) -> None:
     assert "blob_prefix" in str(err.value)
 
 
+def test_blob_prefix_from_the_connection_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    job = ExportJob("mobile_engagement", "me_unit", "abc", JobState.SUCCESS, extra={"exportType": "Event"})
+    conn = json.loads(json.dumps(CONN))
+    conn["extra"]["blob_prefix"] = "exports/{export_type}/{task_id}/"
+    set_connection(monkeypatch, "me_prefix", conn)
+    assert MobileEngagementHook("me_prefix").task_prefix(job) == "exports/Event/abc/"
+    assert MobileEngagementHook("me_prefix", blob_prefix="{task_id}-").task_prefix(job) == "abc-", "the argument wins"
+
+
+@pytest.mark.parametrize("value", [0, -1, 0.0, timedelta(0), timedelta(minutes=-5), "4h", True])
+def test_non_positive_sas_lifetime_is_refused_by_name(value: Any) -> None:
+    task = MobileEngagementExportOperator(task_id="t", kind="tags", container="c", sas_lifetime=value)
+    with pytest.raises(ExportInputError, match=r"^sas_lifetime: .* is not a positive duration"):
+        task.validate({})  # type: ignore[arg-type]
+
+
 def test_hook_kwargs_are_primitives_without_secrets(hook: MobileEngagementHook) -> None:
     kwargs = hook.hook_kwargs()
-    assert kwargs == {"wasb_conn_id": "wasb_default", "container": "c", "blob_prefix": "{task_id}/"}
+    assert kwargs == {"wasb_conn_id": "wasb_default", "container": "c", "blob_prefix": None}  # None: extra, else default
     assert json.loads(json.dumps(kwargs)) == kwargs

@@ -39,12 +39,26 @@ def test_bad_timestamps_name_the_field(value: Any, message: str) -> None:
         pond_timestamp(value, "created_at_to")
 
 
-def test_operator_refuses_bad_entity_and_empty_range() -> None:
+def test_operator_refuses_bad_entity() -> None:
     with pytest.raises(ExportInputError, match="entity"):
         PondSnapshotOperator(task_id="t", entity="Event; drop", created_at_from="2019-03-13T18:00:00Z",
                              created_at_to="2019-03-28T18:00:00Z").validate({})  # type: ignore[arg-type]
-    with pytest.raises(ExportInputError, match="no data_interval_start"):
-        PondSnapshotOperator(task_id="t").validate({})  # type: ignore[arg-type]
+
+
+def test_a_run_without_a_data_interval_snapshots_the_last_complete_day() -> None:
+    """A Trigger-button run (no logical date, no data interval) or a zero-length interval: the UTC day
+    that ended last before the run, taken from the run's run_after (the same for every try)."""
+    from types import SimpleNamespace
+
+    op = PondSnapshotOperator(task_id="t")
+    run = SimpleNamespace(run_after=pendulum.datetime(2026, 3, 14, 9, 30, tz="UTC"))
+    day = ("2026-03-13T00:00:00.000Z", "2026-03-14T00:00:00.000Z")
+    assert op._range({"dag_run": run}) == day  # type: ignore[typeddict-item]
+    instant = pendulum.datetime(2026, 3, 14, 0, 0, tz="UTC")  # a cron trigger timetable's zero-length interval
+    assert op._range({"data_interval_start": instant, "data_interval_end": instant}) == day  # type: ignore[typeddict-item]
+    interval = {"data_interval_start": pendulum.datetime(2026, 3, 1, tz="UTC"), "data_interval_end": pendulum.datetime(2026, 3, 2, tz="UTC")}
+    assert op._range(interval) == ("2026-03-01T00:00:00.000Z", "2026-03-02T00:00:00.000Z")  # type: ignore[arg-type]
+    op.validate({"dag_run": run})  # type: ignore[typeddict-item]
 
 
 def test_snapshot_id_from_href_or_bare_id() -> None:
@@ -129,3 +143,64 @@ def test_an_s3_refusal_of_a_presigned_link_is_not_called_a_scope_problem() -> No
     message = PondHook.describe_error(PondHook.__new__(PondHook), 403, body)
     assert message == "the presigned download link was refused by S3: AccessDenied: Request has expired"
     assert "scope" not in message
+
+
+# ---- CSV row counts: records, not newlines ---------------------------------------------------------
+def _records(text: str) -> int:
+    """What Python's csv module reads: the ground truth for a record count (header included)."""
+    import csv
+    import io
+
+    return sum(1 for _ in csv.reader(io.StringIO(text, newline="")))
+
+
+def _counted(data: bytes, chunk: int) -> int:
+    from airflow_export_providers.core.landing import _CsvRecordCounter
+
+    counter = _CsvRecordCounter()
+    for start in range(0, len(data), chunk):
+        counter.update(data[start:start + chunk])
+    return counter.lines()
+
+
+FIELDS = ["plain", "with, comma", "multi\nline", 'a "quoted" word', "", "\r\n", '"', "ends with newline\n", "é ünïcode"]
+
+
+def test_csv_rows_are_records_even_with_newlines_inside_quoted_fields() -> None:
+    import csv
+    import io
+
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\r\n")
+    writer.writerow(["event_id", "note"])
+    writer.writerows([[str(i), FIELDS[i % len(FIELDS)]] for i in range(50)])
+    data = buf.getvalue().encode()
+    assert data.count(b"\n") > 51, "the sample really has newlines inside fields"
+    for chunk in (1, 2, 3, 5, 64, 1 << 20):  # a chunk may end inside a field, between "" or \r and \n
+        assert _counted(data, chunk) == 51, chunk
+
+
+def test_csv_record_count_matches_the_csv_module_on_any_file() -> None:
+    import csv
+    import io
+
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    # no bare \r in generated text: csv.writer leaves it unquoted with a \n terminator, and a bare \r
+    # ending a record is not CSV (the counter, like RFC 4180, ends records at newlines only)
+    text = st.text(alphabet=st.characters(blacklist_characters="\r"), max_size=6)
+    rows = st.lists(st.lists(st.sampled_from(FIELDS) | text, min_size=1, max_size=4), max_size=12)
+
+    @settings(max_examples=300, deadline=None)
+    @given(rows=rows, terminator=st.sampled_from(["\n", "\r\n"]), strip_last=st.booleans(),
+           chunk=st.integers(min_value=1, max_value=40))
+    def check(rows: list[list[str]], terminator: str, strip_last: bool, chunk: int) -> None:
+        buf = io.StringIO()
+        csv.writer(buf, lineterminator=terminator).writerows(rows)
+        text = buf.getvalue()
+        if strip_last and text.endswith(terminator):
+            text = text[: -len(terminator)]  # a last record without its newline still counts
+        assert _counted(text.encode(), chunk) == _records(text)
+
+    check()
