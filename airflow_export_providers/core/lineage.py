@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
     from airflow_export_providers.core.job import ExportJob
     from airflow_export_providers.core.landing import LandedObject
+    from airflow_export_providers.core.manifest import ExportLanding
 
 log = logging.getLogger(__name__)
 
@@ -111,20 +112,30 @@ def with_outlet(outlets: Iterable[Any], asset: Any) -> list[Any]:
     return outlets
 
 
-def event_extra(job: ExportJob, landed: list[LandedObject], *, manifest: str | None, prefix: str, part: str) -> dict[str, Any]:
-    """What one landing tells the consumers of its Asset (JSON): where, what and from which vendor job."""
+def event_extra(job: ExportJob, landed: list[LandedObject], landing: ExportLanding) -> dict[str, Any]:
+    """What one landing tells the consumers of its Asset (JSON): the committed export, where and from which vendor job.
+
+    It describes the export as the manifest holds it after ``landing.commit()``: the same files
+    (key, size, rows, sha256), the manifest's part and the landing id of that part. A consumer that
+    reads the manifest later can tell whether the prefix still holds this export (the part's
+    ``landing_id`` is the event's) or a later landing replaced it.
+    """
     rows = [o.rows for o in landed]
+    committed = landing.committed
     return {
         "vendor": job.vendor,
         "job_id": job.job_id,
         "conn_id": job.conn_id,
-        "prefix": prefix,
-        "manifest": manifest,
-        "part": part,
+        "prefix": landing.prefix,
+        "manifest": landing.uri,
+        "part": landing.part,
+        "landing_id": committed.landing_id if committed is not None else None,
+        "committed_at": committed.committed_at if committed is not None else None,
         "file_count": len(landed),
         "bytes": sum(o.size for o in landed),
         "rows": sum(r for r in rows if r is not None) if all(r is not None for r in rows) else None,
-        "files": [{"uri": o.uri, "file": o.file, "size": o.size, "rows": o.rows, "sha256": o.sha256} for o in landed[:EVENT_FILES]],
+        "files": [{"uri": o.uri, "key": o.key, "file": o.file, "size": o.size, "rows": o.rows, "sha256": o.sha256}
+                  for o in landed[:EVENT_FILES]],
         "files_complete": len(landed) <= EVENT_FILES,
     }
 

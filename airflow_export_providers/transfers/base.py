@@ -40,7 +40,7 @@ from airflow_export_providers.core.lineage import (
     static_prefix,
     with_outlet,
 )
-from airflow_export_providers.core.manifest import MANIFEST_NAME, ExportLanding, part_id
+from airflow_export_providers.core.manifest import MANIFEST_NAME, ExportLanding
 from airflow_export_providers.core.redact import redact_text
 from airflow_export_providers.core.watermark import check_unmoved, commit_watermark
 
@@ -177,6 +177,7 @@ class ExportTransferOperator(BaseOperator):
         self.asset: Any = None
         self.landed: list[LandedObject] = []
         self.manifest_uri: str | None = None
+        self._landing: ExportLanding | None = None
         self._writer: ObjectWriter | None = None
         self._job: ExportJob | None = None
         self._published = False
@@ -304,6 +305,7 @@ class ExportTransferOperator(BaseOperator):
         writer.tracker = tracker
         landing = ExportLanding(writer, self.prefix, by=landing_identity(context), export={"vendor": job.vendor, "job_id": job.job_id})
         self.manifest_uri = landing.uri
+        self._landing = landing
         hooks: dict[str, ExportHook] = {}
         files = self.ordered(job.files)
         self.log.info("Landing %d file(s) of %s job %s into %s", len(files), job.vendor, job.job_id, writer.uri(f"{(self.prefix or '').strip('/')}/".lstrip("/")))
@@ -344,12 +346,9 @@ class ExportTransferOperator(BaseOperator):
                 self.log.info("No Asset declared: the destination is templated; pass asset='<uri>' to name one")
             return
         events = context.get("outlet_events") if context else None
-        if events is None:
+        if events is None or self._landing is None:
             return
-        prefix = (self.prefix or "").strip("/")
-        events[self.asset].extra.update(event_extra(
-            job, self.landed, manifest=self.manifest_uri, prefix=prefix, part=part_id(landing_identity(context)),
-        ))
+        events[self.asset].extra.update(event_extra(job, self.landed, self._landing))
 
     def lineage_namespace(self, writer: ObjectWriter) -> str:
         """The OpenLineage namespace of the destination (``s3://bucket``)."""

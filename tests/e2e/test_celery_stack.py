@@ -9,6 +9,9 @@ moto and Azurite as separate processes — and driven through the REST API as a 
 * the triggerer SIGKILLed and restarted while a POND snapshot is deferred: the same vendor job
   completes (one submission in the sandbox's /_sandbox/stats) and lands once; while deferred the task
   holds no Celery worker slot and no pool slot;
+* a downstream DAG scheduled on an example's landing Asset (``s3://analytics-landing/pond``) runs
+  after each landing, triggered by its Asset event, whose extra names the files that landed; the
+  Assets page holds one Asset per landing destination, none per file;
 * every service passes its compose health check, run as written (curl, pg_isready, redis-cli, nc,
   ``airflow jobs check``, ``celery inspect ping``), the restarted worker and triggerer included.
 """
@@ -38,6 +41,7 @@ EXAMPLES = sorted(p.stem for p in (ROOT / "dags_examples").glob("*.py"))
 RUN_CONF = {"mx_snapshot": {"snapshot_guid": "CSS-1234"}}  # what the UI's trigger form asks for
 TRANSFERS = ("ExportToS3Operator", "ExportToAzureBlobOperator")
 MANIFEST = "{prefix}/_manifest.json"  # the landing manifest each prefix gets (docs/transfers.md)
+CONSUMER = "celery_e2e_asset_consumer"  # scheduled on pond_daily_snapshot's landing Asset (tests/dags/celery_e2e.py)
 
 
 class Celery:
@@ -107,13 +111,15 @@ class Celery:
 
     def exists(self, uri: str) -> int | None:
         """The size of the object behind ``uri`` in moto / Azurite, None when it is not there."""
+        from azure.storage.blob import BlobClient
+
         scheme, _, rest = uri.partition("://")
-        container, _, key = rest.partition("/")
+        bucket, _, key = rest.partition("/")
         try:
             if scheme == "s3":
-                return int(self.s3().head_object(Bucket=container, Key=key)["ContentLength"])
-            props = self.blob().get_blob_client(container.split("@", 1)[0], key).get_blob_properties()
-            return int(props.size)
+                return int(self.s3().head_object(Bucket=bucket, Key=key)["ContentLength"])
+            blob = BlobClient.from_blob_url(uri)  # the blob's URL at Azurite, as the Azure transfer names it
+            return int(self.blob().get_blob_client(blob.container_name, blob.blob_name).get_blob_properties().size)
         except Exception:
             return None
 
@@ -177,6 +183,8 @@ def _task_logs(stack: LocalStack) -> list[Path]:
 
 def test_every_example_dag_lands_triggered_without_a_logical_date_and_scheduled(celery: Celery) -> None:
     api = celery.api
+    wait(lambda: api.call("GET", "/dags", params={"dag_id_pattern": CONSUMER})["total_entries"], 120, "the consumer DAG parsed")
+    api.call("PATCH", f"/dags/{CONSUMER}", json={"is_paused": False})  # before any landing: it gets every event
     for dag_id in EXAMPLES:  # unpausing schedules each DAG's latest interval (catchup=False)
         api.call("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
     manual = {dag_id: celery.trigger(dag_id, RUN_CONF.get(dag_id)) for dag_id in EXAMPLES}
@@ -222,6 +230,52 @@ def test_every_example_dag_lands_triggered_without_a_logical_date_and_scheduled(
     problems += [f"secret {name} in the task log {path}" for path in _task_logs(celery.stack) for name, value in SECRETS.items()
                  if name.startswith("celery-e2e:") and value in path.read_text("utf-8", "replace")]
     assert not problems, "\n".join(problems)
+    check_asset_consumer(celery, [rid for (d, rid), r in runs.items() if d == "pond_daily_snapshot" and r["state"] == "success"])
+
+
+def check_asset_consumer(celery: Celery, landings: list[str]) -> None:
+    """Each pond_daily_snapshot landing's Asset event triggered a consumer run, which succeeded and saw
+    the files that landing reported; the Assets page lists one Asset per destination."""
+    asset = celery_e2e.POND_LANDING.uri
+    assert landings, "the example landed (a scheduled and a manual run)"
+
+    def consumed() -> dict[str, dict[str, Any]] | None:
+        """The landing run each triggering event came from -> that event (once every landing was consumed)."""
+        runs = [r for r in celery.runs(CONSUMER) if r["run_type"] == "asset_triggered"]
+        if not runs or any(r["state"] not in ("success", "failed") for r in runs):
+            return None
+        assert all(r["state"] == "success" for r in runs), [(r["dag_run_id"], r["state"]) for r in runs]
+        events: dict[str, dict[str, Any]] = {}
+        for run in runs:
+            answer = celery.api.call("GET", f"/dags/{CONSUMER}/dagRuns/{run['dag_run_id']}/upstreamAssetEvents")
+            assert answer["asset_events"], f"{run['dag_run_id']}: an asset-triggered run without its event"
+            for event in answer["asset_events"]:
+                event["consumer_run"] = run["dag_run_id"]
+                events[event["source_run_id"]] = event
+        return events if set(landings) <= set(events) else None
+
+    events = wait(consumed, 180, "a consumer run for each landing", every=3)
+    assert set(events) == set(landings), "an event per landing, from that example only"
+    for landing_run, event in events.items():
+        assert (event["uri"], event["source_dag_id"], event["source_task_id"]) == (asset, "pond_daily_snapshot", "land")
+        extra = event["extra"]
+        reported = celery.landed("pond_daily_snapshot", landing_run)
+        assert [(f["uri"], f["size"], f["rows"]) for f in extra["files"]] == [(o["uri"], o["size"], o["rows"]) for o in reported]
+        assert extra["file_count"] == len(reported) > 0 and extra["prefix"] == reported[0]["uri"].rsplit("/", 1)[0][len("s3://analytics-landing/"):]
+        assert extra["manifest"] == f"s3://analytics-landing/{MANIFEST.format(prefix=extra['prefix'])}"
+    for consumer_run in {e["consumer_run"] for e in events.values()}:  # what each downstream run read: its latest event
+        seen = celery.xcom(CONSUMER, consumer_run, "read_landing")
+        mine = [e["extra"] for e in events.values() if e["consumer_run"] == consumer_run]
+        assert any(seen["files"] == sorted(f["uri"] for f in x["files"]) and (seen["landing_id"], seen["job_id"]) ==
+                   (x["landing_id"], x["job_id"]) for x in mine), (seen, mine)
+        if seen["manifest_landing_id"] == seen["landing_id"]:  # the prefix still holds that landing: the manifest lists the same
+            read = next(x for x in mine if x["landing_id"] == seen["landing_id"])
+            assert seen["manifest_keys"] == sorted(f["key"] for f in read["files"])
+    assets = celery.api.call("GET", "/assets", params={"limit": 100})["assets"]
+    producers = [(t["dag_id"], t["task_id"]) for a in assets for t in a["producing_tasks"]]
+    assert asset in {a["uri"] for a in assets} and all(a["producing_tasks"] for a in assets), \
+        "every Asset is a destination a transfer declares"
+    assert len(producers) == len(set(producers)), "one Asset per transfer task, not one per landed file"
 
 
 def test_a_worker_killed_mid_upload_retries_on_the_other_worker_and_lands_once(celery: Celery) -> None:

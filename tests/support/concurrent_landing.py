@@ -33,7 +33,9 @@ def task_context(run_id: str, *, dag_id: str = "contract", task_id: str = "land"
 
 
 def land_in_process(kind: str, name: str, job: dict[str, Any], prefix: str, run_id: str, barrier: Any, results: Any,
-                    task_id: str = "land", map_index: int = -1) -> None:
+                    task_id: str = "land", map_index: int = -1, with_event: bool = False) -> None:
+    """``with_event``: the transfer declares its Asset and the result is ``{"uris", "event"}`` (the
+    event's extra, as Airflow would store it)."""
     from airflow_export_providers.core import manifest
 
     claim = manifest.ExportLanding._claim
@@ -46,8 +48,14 @@ def land_in_process(kind: str, name: str, job: dict[str, Any], prefix: str, run_
     try:
         context = task_context(run_id, task_id=task_id)
         context["ti"].map_index = map_index
-        landed = make_transfer(kind, name, job, prefix).execute(context)
-        results.put((run_id, "ok", [x["uri"] for x in landed]))
+        if with_event:
+            from airflow.sdk.execution_time.context import OutletEventAccessors
+
+            context["outlet_events"] = OutletEventAccessors()
+        transfer = make_transfer(kind, name, job, prefix, **({"asset": None} if with_event else {}))
+        landed = transfer.execute(context)
+        uris = [x["uri"] for x in landed]
+        results.put((run_id, "ok", {"uris": uris, "event": dict(context["outlet_events"][transfer.asset].extra)} if with_event else uris))
     except manifest.LandingConflict as exc:
         results.put((run_id, "conflict", str(exc)))
     except BaseException as exc:  # reported to the test, which fails on it
