@@ -26,7 +26,7 @@ from airflow_export_providers.core.errors import ExportError, ExportInputError, 
 from airflow_export_providers.core.job import ExportFile
 from airflow_export_providers.core.landing import stage_file
 from airflow_export_providers.core.manifest import MANIFEST_NAME, ExportLanding, LandingConflict
-from tests.support.concurrent_landing import land_in_process, make_transfer, task_context
+from tests.support.concurrent_landing import Store, land_in_process, make_transfer, task_context
 from tests.support.destinations import PART, Dest
 from tests.support.files_hook import CONN_ID, FilesHook, export_file, export_job, random_bytes
 
@@ -71,22 +71,6 @@ def assert_exactly(dest: Dest, prefix: str, data: dict[str, bytes], others: dict
         entry = listed[f"{prefix}/{name}"]
         assert entry["size"] == len(body) and entry["sha256"] == hashlib.sha256(body).hexdigest()
     assert dest.pending_uploads() == []
-
-
-class Store:
-    """A task_state_store stand-in for direct ``execute`` calls (dag.test() runs use Airflow's own)."""
-
-    def __init__(self) -> None:
-        self.values: dict[str, Any] = {}
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.values.get(key, default)
-
-    def set(self, key: str, value: Any) -> None:
-        self.values[key] = json.loads(json.dumps(value))
-
-    def delete(self, key: str) -> None:
-        self.values.pop(key, None)
 
 
 # ---- re-runs -------------------------------------------------------------------------------------

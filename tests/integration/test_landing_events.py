@@ -13,12 +13,13 @@ from __future__ import annotations
 import multiprocessing
 import uuid
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
 from airflow_export_providers.core.job import ExportFile
 from airflow_export_providers.core.manifest import MANIFEST_NAME
-from tests.support.concurrent_landing import land_in_process, make_transfer, task_context
+from tests.support.concurrent_landing import Store, land_in_process, make_transfer, task_context
 from tests.support.destinations import PART, Dest
 from tests.support.files_hook import CONN_ID, export_file, export_job, random_bytes
 
@@ -30,7 +31,7 @@ def land(dest: Dest, data: dict[str, bytes], job_id: str, prefix: str, run_id: s
     from airflow.sdk.execution_time.context import OutletEventAccessors
 
     job = export_job([export_file(name, body) for name, body in data.items()], job_id=job_id).to_dict()
-    context = task_context(run_id)
+    context = task_context(run_id, store=Store())  # a store of its own: no Variable fallback below Airflow 3.3
     context["outlet_events"] = OutletEventAccessors()
     op = make_transfer(dest.kind, dest.name, job, prefix, asset=None)
     op.execute(context)
@@ -101,3 +102,30 @@ def test_two_landings_racing_for_one_prefix_emit_what_was_published(files: Any, 
     assert len({p["landing_id"] for p in parts}) == 1, "both events name the one landing that was published"
     if same:
         assert {e["job_id"] for e in events.values()} == {"run-a", "run-b"}, "each names its own vendor job"
+
+
+def test_openlineage_of_a_landing_that_failed_names_the_export_and_no_output(files: Any, sandbox: Any, dest: Dest) -> None:
+    """The listener asks a failed task for its lineage too: the vendor export is the input, nothing was published."""
+    pytest.importorskip("airflow.providers.openlineage")
+    from airflow_export_providers.core.errors import VerificationError
+
+    prefix = f"ol-failed/{uuid.uuid4().hex[:6]}"
+    files.files["bad-0.csv"] = b"a,b\n1,2\n"
+    job = export_job([export_file("bad-0.csv", b"a,b\n1,2\n", size=999)], job_id="bad").to_dict()  # the vendor's size is wrong
+    op = make_transfer(dest.kind, dest.name, job, prefix, asset=None)
+    with pytest.raises(VerificationError):
+        op.execute(task_context("run-1", store=Store()))
+    lineage = op.get_openlineage_facets_on_complete(None)
+    assert [(d.namespace, d.name) for d in lineage.inputs] == [(f"files://{urlsplit(sandbox.url).netloc}", "bad")]
+    assert lineage.outputs == [] and dest.manifest(prefix) is None
+
+    files.files["good-0.csv"] = b"a,b\n1,2\n3,4\n"
+    good = make_transfer(dest.kind, dest.name, export_job([export_file("good-0.csv", b"a,b\n1,2\n3,4\n", row_format="csv")], job_id="good").to_dict(),
+                         prefix, asset=None)
+    good.execute(task_context("run-2", store=Store()))
+    (out,) = good.get_openlineage_facets_on_complete(None).outputs
+    namespace = "s3://" + dest.name if dest.kind == "s3" else dest.writer.uri("")[:-1]  # Azurite: the container's URL
+    assert (out.namespace, out.name) == (namespace, prefix)
+    stats = out.outputFacets["outputStatistics"]
+    assert (stats.rowCount, stats.size, stats.fileCount) == (2, 12, 1)
+

@@ -19,6 +19,7 @@ import pytest
 
 from tests.support.airflow import ROOT
 
+PREFIX = "pond/2026-04-02"  # lineage_landing's prefix for the logical date RUN gives
 RUN = """
 import sys
 from datetime import datetime, timezone
@@ -78,15 +79,20 @@ def test_export_and_landings_report_the_vendor_export_in_and_the_destinations_ou
     assert job_id and snapshot["run"]["facets"]["externalQuery"]["externalQueryId"] == job_id
     assert snapshot["outputs"] == []
 
-    s3 = moto_s3.client()
-    keys = [o for o in s3.list_objects_v2(Bucket="lineage-landing", Prefix="pond/2026-04-02/")["Contents"]
-            if not o["Key"].endswith("_manifest.json")]
+    manifests = {  # what each landing committed (the manifest's one part)
+        "to_s3": moto_s3.client().get_object(Bucket="lineage-landing", Key=f"{PREFIX}/_manifest.json")["Body"].read(),
+        "to_blob": azurite.service().get_blob_client("lineage-landing", f"{PREFIX}/_manifest.json").download_blob().readall(),
+    }
     for task_id, namespace in (("to_s3", "s3://lineage-landing"), ("to_blob", f"{azurite.blob_url}/lineage-landing")):
+        (part,) = json.loads(manifests[task_id])["parts"].values()
+        landed = part["files"]
+        assert len(landed) == 3 and all(f["rows"] for f in landed)
         event = complete_event(events, task_id)
         assert [(d["namespace"], d["name"]) for d in event["inputs"]] == [(f"pond://{pond_host}", job_id)]
-        assert event["inputs"][0]["inputFacets"]["inputStatistics"]["fileCount"] == len(keys)
+        assert event["inputs"][0]["inputFacets"]["inputStatistics"]["fileCount"] == len(landed)
         assert event["run"]["facets"]["externalQuery"]["externalQueryId"] == job_id
         (out,) = event["outputs"]
         assert (out["namespace"], out["name"]) == (namespace, "pond"), "one dataset per destination, not per file"
         stats = out["outputFacets"]["outputStatistics"]
-        assert stats["fileCount"] == len(keys) and stats["size"] == sum(o["Size"] for o in keys) and stats["rowCount"] > 0
+        assert (stats["fileCount"], stats["size"], stats["rowCount"]) == \
+            (len(landed), sum(f["size"] for f in landed), sum(f["rows"] for f in landed))

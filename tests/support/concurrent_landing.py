@@ -9,6 +9,7 @@ the worst overlap two real runs can have, made certain instead of left to timing
 
 from __future__ import annotations
 
+import json
 from types import SimpleNamespace
 from typing import Any
 
@@ -23,6 +24,22 @@ def make_transfer(kind: str, name: str, job: dict[str, Any], prefix: str, **kwar
     if kind == "s3":
         return ExportToS3Operator(task_id="land", export=job, bucket=name, prefix=prefix, **kwargs)
     return ExportToAzureBlobOperator(task_id="land", export=job, container=name, prefix=prefix, **kwargs)
+
+
+class Store:
+    """A task_state_store stand-in for direct ``execute`` calls (dag.test() runs use Airflow's own)."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {}
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.values.get(key, default)
+
+    def set(self, key: str, value: Any) -> None:
+        self.values[key] = json.loads(json.dumps(value))
+
+    def delete(self, key: str) -> None:
+        self.values.pop(key, None)
 
 
 def task_context(run_id: str, *, dag_id: str = "contract", task_id: str = "land", try_number: int = 1,
