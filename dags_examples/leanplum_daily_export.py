@@ -4,7 +4,9 @@ Leanplum's dates are Pacific days, so the DAG runs on Pacific midnights (a
 ``CronDataIntervalTimetable`` in America/Los_Angeles): each run's data interval is exactly one
 Pacific day, also on the 23- and 25-hour days around DST, and the export's ``startDate`` =
 ``endDate`` = that day (the operator converts the UTC data interval; ``leanplum_date`` is also
-available as a template macro). A manual run exports the last complete Pacific day.
+available as a template macro). A run without a data interval (the Trigger button, the REST API
+with ``logical_date: null``) exports the last complete Pacific day before it; the prefix names the
+exported day through ``{{ leanplum_day(dag_run) }}`` in both cases.
 Files (one JSON session per line) land at
 ``s3://leanplum-exports/leanplum/sessions/YYYYMMDD/export-...-output-N.json``; rerunning a day
 replaces that day's objects.
@@ -62,6 +64,6 @@ with DAG(
         export=export.output,
         aws_conn_id="aws_default",
         bucket="leanplum-exports",
-        prefix="leanplum/sessions/{{ leanplum_date(data_interval_start) }}",
+        prefix="leanplum/sessions/{{ leanplum_day(dag_run) }}",
     )
     export >> land

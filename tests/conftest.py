@@ -48,6 +48,15 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         _captured.append(report.longreprtext)
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[pytest.TestReport]:
+    """Keep each phase's report on the item (``item.aep_reports[phase]``): a fixture's teardown can
+    then tell a passed test from a failed one (after ``yield`` it runs the same either way)."""
+    report = yield
+    item.__dict__.setdefault("aep_reports", {})[report.when] = report
+    return report
+
+
 def _scan() -> dict[str, object]:
     texts = list(_captured)
     logs = _HOME / "logs"

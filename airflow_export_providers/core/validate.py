@@ -74,6 +74,13 @@ def non_negative_int(value: Any, field: str) -> int:
     return value
 
 
+def positive_int(value: Any, field: str) -> int:
+    """An int > 0 (not a bool: ``True`` would pass as 1)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ExportInputError(f"{field}: expected a positive integer, got {_shown(value)}")
+    return value
+
+
 def one_of(value: Any, field: str, accepted: Iterable[str]) -> str:
     """One of a fixed set of strings."""
     choices = tuple(accepted)

@@ -72,7 +72,36 @@ def leanplum_dates(start: datetime | date | str, end: datetime | date | str) -> 
     return leanplum_date(start), leanplum_end_date(end)
 
 
-LEANPLUM_MACROS = {"leanplum_date": leanplum_date, "leanplum_end_date": leanplum_end_date, "leanplum_dates": leanplum_dates}
+def run_days(start: datetime | None, end: datetime | None, run_after: datetime | None = None) -> tuple[date, date]:
+    """The Pacific days a run exports: its data interval's, else the last complete Pacific day.
+
+    A zero-length interval (Airflow 3's ``"@daily"`` is a cron *trigger* timetable) or a run without
+    one (the UI's Trigger button, the REST API with ``logical_date: null``) says nothing about what
+    to export; the day that ended last before the interval (else the run's ``run_after``) is the one
+    every try of the run, and the prefix that names it, agree on.
+    """
+    if start is not None and end is not None and _aware(end) > _aware(start):
+        first, last = leanplum_dates(start, end)
+        return datetime.strptime(first, "%Y%m%d").date(), datetime.strptime(last, "%Y%m%d").date()
+    reference = end or start or run_after or datetime.now(timezone.utc)
+    day = _aware(reference).astimezone(PACIFIC).date() - timedelta(days=1)
+    return day, day
+
+
+def leanplum_day(dag_run: Any) -> str:
+    """Template macro: the first Pacific day (YYYYMMDD) a run exports, e.g. for its prefix.
+
+    ``prefix="leanplum/sessions/{{ leanplum_day(dag_run) }}"`` is ``leanplum_date(data_interval_start)``
+    for a scheduled run and the last complete Pacific day for a run without a data interval, the same
+    day the operator exports, so a re-run replaces its objects.
+    """
+    first, _ = run_days(getattr(dag_run, "data_interval_start", None), getattr(dag_run, "data_interval_end", None),
+                        getattr(dag_run, "run_after", None))
+    return f"{first:%Y%m%d}"
+
+
+LEANPLUM_MACROS = {"leanplum_date": leanplum_date, "leanplum_end_date": leanplum_end_date, "leanplum_dates": leanplum_dates,
+                   "leanplum_day": leanplum_day}
 
 
 def oldest_allowed_date(now: float | None = None) -> date:
@@ -247,17 +276,9 @@ class LeanplumExportOperator(_LeanplumOperatorBase):
             start = parse_day(self.export_start_date, "export_start_date")
             end = parse_day(self.export_end_date, "export_end_date") if self.export_end_date not in (None, "") else start
             return start, end
-        interval_start, interval_end = context.get("data_interval_start"), context.get("data_interval_end")
-        if interval_start is None or interval_end is None:
-            raise ExportInputError("export_start_date: required when the run has no data interval (YYYYMMDD, Pacific time)")
-        if _aware(interval_end) <= _aware(interval_start):
-            # A zero-length interval (Airflow 3's '@daily' = CronTriggerTimetable, or a manual run):
-            # the last complete Pacific day before that instant.
-            start = parse_day(leanplum_date(interval_start), "export_start_date") - timedelta(days=1)
-            end = start
-        else:
-            start_s, end_s = leanplum_dates(interval_start, interval_end)
-            start, end = parse_day(start_s, "export_start_date"), parse_day(end_s, "export_end_date")
+        dag_run = context.get("dag_run")
+        start, end = run_days(context.get("data_interval_start"), context.get("data_interval_end"),
+                              getattr(dag_run, "run_after", None))
         if self.export_end_date not in (None, ""):
             end = parse_day(self.export_end_date, "export_end_date")
         return start, end

@@ -42,6 +42,7 @@ from airflow_export_providers.core.lineage import (
 )
 from airflow_export_providers.core.manifest import MANIFEST_NAME, ExportLanding
 from airflow_export_providers.core.redact import redact_text
+from airflow_export_providers.core.validate import positive_int
 from airflow_export_providers.core.watermark import check_unmoved, commit_watermark
 
 if TYPE_CHECKING:
@@ -246,8 +247,8 @@ class ExportTransferOperator(BaseOperator):
             raise ExportInputError(f"order: expected a list of resource names, got {self.order!r}")
         for name, value in (("part_size", self.part_size), ("batch_rows", self.batch_rows), ("row_group_rows", self.row_group_rows),
                             ("upload_concurrency", self.upload_concurrency)):
-            if value is not None and (not isinstance(value, int) or value <= 0):
-                raise ExportInputError(f"{name}: expected a positive integer, got {value!r}")
+            if value is not None:
+                positive_int(value, name)
         job = parse_export(self.export)
         if job.state != JobState.SUCCESS:
             raise ExportInputError(f"export: job {job.job_id} is {job.state.value} ({job.raw_state}); only a SUCCESS job can be landed")

@@ -79,15 +79,15 @@ def cell(request: pytest.FixtureRequest, sandbox: Any, sandbox_state: Any, vendo
         if fault == "slow":
             extra["read_timeout"] = fm.SLOW_TIMEOUT  # the Azure SDK's read timeout (wasb extras reach its client)
         set_connection(monkeypatch, "wasb_default", {"conn_type": "wasb", "extra": extra})
-    outcome = "fail"
     try:
         yield ctx
-        outcome = "pass"
     finally:
         cfg.clear()
         cfg.update(saved)
         sandbox_state.clear_faults()
-        fm.record(vendor, fault, outcome, ctx.note)
+        # The cell passed only when the test's own call passed (teardown runs after a failure too).
+        call = request.node.__dict__.get("aep_reports", {}).get("call")
+        fm.record(vendor, fault, "pass" if call is not None and call.passed else "fail", ctx.note)
 
 
 class Cell:

@@ -484,6 +484,29 @@ def test_daily_example_dag_lands_the_pacific_day(lp: Any, airflow_db: Any, moto_
     assert landed and {s["sessionId"] for s in landed} == expected_day(lp, ymd, ExportJob.from_dict(xcom(run, "export_sessions")).job_id)
 
 
+def test_daily_example_dag_triggered_without_a_logical_date_lands_the_last_pacific_day(
+    lp: Any, airflow_db: Any, moto_s3: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Trigger button / REST ``logical_date: null``: no data interval, the last complete Pacific day."""
+    s3 = moto_s3.client()
+    try:
+        s3.create_bucket(Bucket="leanplum-exports")
+    except s3.exceptions.BucketAlreadyOwnedByYou:
+        pass
+    monkeypatch.setenv("AEP_EXAMPLE_POLL_INTERVAL", "0.2")
+    dag = load_dag("leanplum_daily_export.py")
+    for task in dag.tasks:
+        task.retries = 0
+    run = run_dag(dag, logical_date=None)
+    assert run.logical_date is None and run.data_interval_start is None
+    assert set(task_states(run).values()) == {"success"}, task_states(run)
+    ymd = f"{run.run_after.astimezone(PACIFIC).date() - timedelta(days=1):%Y%m%d}"
+    job = ExportJob.from_dict(xcom(run, "export_sessions"))
+    assert job.extra["start_date"] == job.extra["end_date"] == ymd
+    landed = s3_sessions(s3, "leanplum-exports", f"leanplum/sessions/{ymd}/")
+    assert landed and {s["sessionId"] for s in landed} == expected_day(lp, ymd, job.job_id)
+
+
 def test_streaming_example_dag_lands_in_azure_blob(
     lp: Any, airflow_db: Any, azurite: Any, wasb_conn: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

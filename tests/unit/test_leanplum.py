@@ -22,6 +22,7 @@ from airflow_export_providers.operators.leanplum import (
     LeanplumStreamingExportOperator,
     leanplum_date,
     leanplum_dates,
+    leanplum_day,
     leanplum_end_date,
     oldest_allowed_date,
     parse_epoch,
@@ -134,8 +135,18 @@ def test_dates_default_to_the_data_interval_in_pacific_time() -> None:
     op.validate(context)  # type: ignore[arg-type]
     window = op.window(context)  # type: ignore[arg-type]
     assert window["start_date"] == window["end_date"] == f"{start:%Y%m%d}"
-    with pytest.raises(ExportInputError, match="export_start_date: required when the run has no data interval"):
-        op.validate({})  # type: ignore[arg-type]
+    # No data interval (the Trigger button): the last complete Pacific day before the run's run_after.
+    class Run:
+        data_interval_start = data_interval_end = None
+        run_after = (start + timedelta(days=1, hours=2)).astimezone(UTC)
+
+    manual = {"dag_run": Run()}
+    assert op.window(manual)["start_date"] == op.window(manual)["end_date"] == f"{start:%Y%m%d}"  # type: ignore[arg-type]
+    assert leanplum_day(Run()) == f"{start:%Y%m%d}"
+    Run.run_after = (start + timedelta(hours=23)).astimezone(UTC)  # the same Pacific day, not yet complete
+    assert leanplum_day(Run()) == f"{start - timedelta(days=1):%Y%m%d}"
+    scheduled = type("Scheduled", (), context)()
+    assert leanplum_day(scheduled) == f"{start:%Y%m%d}"
     # A zero-length interval (cron trigger timetable, manual run): the last complete Pacific day.
     midnight = start + timedelta(days=1)
     zero = {"data_interval_start": midnight.astimezone(UTC), "data_interval_end": midnight.astimezone(UTC)}

@@ -74,6 +74,8 @@ def test_two_files_on_one_key_refused() -> None:
 def test_positive_sizes_and_order() -> None:
     with pytest.raises(ExportInputError, match=r"^part_size: expected a positive integer"):
         s3(part_size=0).validate()
+    with pytest.raises(ExportInputError, match=r"^upload_concurrency: expected a positive integer, got True \(bool\)"):
+        s3(upload_concurrency=True).validate()
     op = s3(order=["users", "accounts"])
     assert [f.resource for f in op.ordered(op.validate().files)] == ["users", "accounts"]
 
