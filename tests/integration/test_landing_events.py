@@ -10,18 +10,16 @@ manifest). The transfers run their real ``execute``; the event accessor is the T
 
 from __future__ import annotations
 
-import multiprocessing
 import uuid
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 
-from airflow_export_providers.core.job import ExportFile
 from airflow_export_providers.core.manifest import MANIFEST_NAME
-from tests.support.concurrent_landing import Store, land_in_process, make_transfer, task_context
+from tests.support.concurrent_landing import Store, make_transfer, race_two_landings, task_context
 from tests.support.destinations import PART, Dest
-from tests.support.files_hook import CONN_ID, export_file, export_job, random_bytes
+from tests.support.files_hook import export_file, export_job, random_bytes
 
 pytest_plugins = ("tests.support.destination_fixtures",)
 
@@ -74,27 +72,7 @@ def test_the_event_is_the_committed_export_and_a_rerun_replaces_what_it_describe
 def test_two_landings_racing_for_one_prefix_emit_what_was_published(files: Any, dest: Dest, same: bool) -> None:
     """Two processes stage everything, then publish at once: every event emitted is the manifest's part."""
     prefix = f"race-events/{uuid.uuid4().hex[:6]}"
-    a = {"day.json": random_bytes(PART + 11, seed=40), "small.json": b"a" * 100}
-    b = a if same else {"day.json": random_bytes(PART + 11, seed=41), "small.json": b"b" * 100}
-    sources = {"run-a": a, "run-b": b}
-    for run, data in sources.items():
-        for name, body in data.items():
-            files.files[f"{run}-{name}"] = body
-    jobs = {run: export_job([ExportFile(vendor="files", conn_id=CONN_ID, job_id=run, key=f"{run}-{n}", name=n, size=len(body))
-                             for n, body in data.items()], job_id=run).to_dict()
-            for run, data in sources.items()}
-    ctx = multiprocessing.get_context("spawn")
-    barrier, results = ctx.Barrier(2), ctx.Queue()
-    procs = [ctx.Process(target=land_in_process, args=(dest.kind, dest.name, jobs[run], prefix, run, barrier, results),
-                         kwargs={"with_event": True}) for run in sources]
-    for p in procs:
-        p.start()
-    outcomes = {}
-    for _ in procs:
-        run, outcome, detail = results.get(timeout=240)
-        outcomes[run] = (outcome, detail)
-    for p in procs:
-        p.join(60)
+    _, outcomes = race_two_landings(dest, files, prefix, same, seed=40, with_event=True)
     assert all(o in ("ok", "conflict") for o, _ in outcomes.values()), outcomes
     events = {run: detail["event"] for run, (o, detail) in outcomes.items() if o == "ok"}
     assert len(events) == (2 if same else 1), outcomes  # a loser with other bytes fails and emits nothing

@@ -77,3 +77,37 @@ def land_in_process(kind: str, name: str, job: dict[str, Any], prefix: str, run_
         results.put((run_id, "conflict", str(exc)))
     except BaseException as exc:  # reported to the test, which fails on it
         results.put((run_id, "error", f"{type(exc).__name__}: {exc}"))
+
+
+def race_two_landings(dest: Any, files: Any, prefix: str, same: bool, seed: int, *, with_event: bool = False) -> tuple[dict[str, dict[str, bytes]], dict[str, tuple[str, Any]]]:
+    """Two processes (``run-a``, ``run-b``) land an export each into ``prefix`` of ``dest`` at once, both
+    having staged every file before either publishes. ``same``: both exports have the very same bytes.
+    Returns the exports' files by run and each run's ``(outcome, detail)`` (see ``land_in_process``)."""
+    import multiprocessing
+
+    from airflow_export_providers.core.job import ExportFile
+    from tests.support.destinations import PART
+    from tests.support.files_hook import CONN_ID, export_job, random_bytes
+
+    a = {"day.json": random_bytes(PART + 11, seed=seed), "small.json": b"a" * 100}
+    b = a if same else {"day.json": random_bytes(PART + 11, seed=seed + 1), "small.json": b"b" * 100}
+    sources = {"run-a": a, "run-b": b}
+    for run, data in sources.items():
+        for name, body in data.items():
+            files.files[f"{run}-{name}"] = body
+    jobs = {run: export_job([ExportFile(vendor="files", conn_id=CONN_ID, job_id=run, key=f"{run}-{n}", name=n, size=len(body))
+                             for n, body in data.items()], job_id=run).to_dict()
+            for run, data in sources.items()}
+    ctx = multiprocessing.get_context("spawn")
+    barrier, results = ctx.Barrier(2), ctx.Queue()
+    procs = [ctx.Process(target=land_in_process, args=(dest.kind, dest.name, jobs[run], prefix, run, barrier, results),
+                         kwargs={"with_event": with_event}) for run in sources]
+    for p in procs:
+        p.start()
+    outcomes: dict[str, tuple[str, Any]] = {}
+    for _ in procs:
+        run, outcome, detail = results.get(timeout=240)
+        outcomes[run] = (outcome, detail)
+    for p in procs:
+        p.join(60)
+    return sources, outcomes
