@@ -138,10 +138,21 @@ class AirflowStack:
         return list(resp.json()["task_instances"])
 
     def backfill(self, dag_id: str, from_date: str, to_date: str, reprocess: str = "completed") -> dict[str, Any]:
-        resp = self._call("POST", f"{self.api}/backfills", json={
-            "dag_id": dag_id, "from_date": from_date, "to_date": to_date, "reprocess_behavior": reprocess,
-            "max_active_runs": 3, "run_backwards": False, "dag_run_conf": {},
-        })
+        """Create a backfill. Not through ``_call``'s retries: on SQLite a create can commit its backfill row
+        and then fail 503 'database is locked' while it makes the runs, and a second POST would then be
+        refused (409, "already a running backfill"). After either answer, the active backfill is the one."""
+        body = {"dag_id": dag_id, "from_date": from_date, "to_date": to_date, "reprocess_behavior": reprocess,
+                "max_active_runs": 3, "run_backwards": False, "dag_run_conf": {}}
+        for attempt in range(4):
+            resp = requests.post(f"{self.api}/backfills", json=body, timeout=30)
+            if resp.status_code not in (409, 503):
+                break
+            listed = self._call("GET", f"{self.api}/backfills", params={"dag_id": dag_id, "limit": 100}).json()["backfills"]
+            active = [b for b in listed if b.get("completed_at") is None]
+            if active:
+                return dict(max(active, key=lambda b: b["id"]))
+            time.sleep(2 * (attempt + 1))
+        resp.raise_for_status()
         return dict(resp.json())
 
     def dag_runs(self, dag_id: str) -> list[dict[str, Any]]:
