@@ -158,7 +158,7 @@ def _landed(dag_run: Any) -> list[dict[str, Any]]:
 
 def _exists(uri: str, s3_url: str, az_conn: str) -> bool:
     import boto3
-    from azure.storage.blob import BlobServiceClient
+    from azure.storage.blob import BlobClient, BlobServiceClient
 
     scheme, _, rest = uri.partition("://")
     if scheme == "s3":
@@ -169,11 +169,30 @@ def _exists(uri: str, s3_url: str, az_conn: str) -> bool:
             return True
         except Exception:
             return False
-    if scheme in ("wasb", "wasbs", "abfs", "abfss", "azure"):
-        container, _, name = rest.partition("/")
-        container = container.split("@", 1)[0]
-        return bool(BlobServiceClient.from_connection_string(az_conn).get_blob_client(container, name).exists())
+    service = BlobServiceClient.from_connection_string(az_conn)
+    if uri.startswith(service.url.rstrip("/") + "/"):  # a blob's URL at the service (how the Azure transfer names it)
+        blob = BlobClient.from_blob_url(uri)
+        return bool(service.get_blob_client(blob.container_name, blob.blob_name).exists())
     return False
+
+
+def _assets(bag: Any) -> tuple[set[str], set[str]]:
+    """The Asset URIs in Airflow's table (what the Assets page lists), and those the transfers declare."""
+    from airflow.models.asset import AssetModel
+    from airflow.utils.session import create_session
+
+    from airflow_export_providers.transfers.base import ExportTransferOperator
+
+    declared = set()
+    for dag in bag.dags.values():
+        for task in dag.tasks:
+            if isinstance(task, ExportTransferOperator) and task.asset is not None:
+                declared.add(task.asset.uri)
+            elif isinstance(cls := getattr(task, "operator_class", None), type) and issubclass(cls, ExportTransferOperator):
+                declared.update(o.uri for o in task.partial_kwargs.get("outlets") or [])  # a mapped transfer
+    with create_session() as session:
+        stored = {uri for (uri,) in session.query(AssetModel.uri).all()}
+    return stored, declared
 
 
 def main() -> int:
@@ -218,10 +237,19 @@ def main() -> int:
             rows.append((dag_id, vendor, len(landed), sum(int(o.get("size") or 0) for o in landed),
                          ", ".join(sorted({o["uri"].rsplit("/", 1)[0] + "/" for o in landed})) or "-",
                          time.time() - t0, "ok" if ok else f"FAILED ({state}; missing={len(missing)})"))
+        assets = _assets(bag)
     finally:
         stack.close()
         shutil.rmtree(home, ignore_errors=True)
     _print_table(rows)
+    stored, declared = assets
+    same = stored == declared
+    print(f"\nAssets: {len(stored)} in Airflow's asset table, one per landing destination the transfers declare"
+          + ("" if same else f" — MISMATCH: declared {sorted(declared)}, stored {sorted(stored)}"))
+    for uri in sorted(stored):
+        print(f"  {uri}")
+    if not same:
+        rows.append(("(assets)", "-", 0, 0, "-", 0.0, "FAILED (the asset table is not one Asset per destination)"))
     seconds = time.time() - started
     total = time.time() - float(os.environ.get("AEP_DEMO_STARTED") or started)
     print(f"\nmake demo finished in {total:.0f}s: {total - seconds:.0f}s set-up (venv, pip, npm) and {seconds:.0f}s "

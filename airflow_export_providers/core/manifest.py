@@ -187,6 +187,9 @@ class ExportLanding:
         self.staged: list[StagedFile] = []
         self.base: Part | None = None  # this landing's part as it was when the landing started
         self._mine: Part | None = None  # the pending part this landing wrote
+        # the part this export is published as once ``commit`` returned: this landing's, or the one
+        # another landing published with the very same bytes meanwhile (its landing id, not ours)
+        self.committed: Part | None = None
 
     # ---- reading the prefix's state ------------------------------------------------------------
     def read(self) -> Manifest:
@@ -285,6 +288,7 @@ class ExportLanding:
                     log.info("%s: %s published the same bytes under the same keys meanwhile; nothing to write",
                              self.uri, current.who())
                     self.abort()
+                    self.committed = current
                     return [s.landed for s in self.staged]
                 if current is not None and current.state == PENDING:  # its owner died publishing: take it over
                     log.warning("%s: %s started publishing after this landing began and did not finish; taking over",
@@ -374,6 +378,7 @@ class ExportLanding:
             self.abort()
             raise
         self._update(self._part(COMPLETE, files, []))
+        self.committed = self._mine
         log.info("published %d file(s) under %s (manifest %s, part %s)%s", len(landed),
                  self.writer.uri(self.prefix + "/" if self.prefix else ""), self.uri, self.part,
                  f"; removed {len(garbage)} file(s) of the previous export" if garbage else "")

@@ -264,6 +264,26 @@ class ExportOperator(BaseOperator):
             raise AirflowException(f"{self.hook.vendor}: {event.get('message')}")
         raise AirflowException(f"{self.hook.vendor} job {event.get('job_id')}: {event.get('message') or status}")
 
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage: the vendor export as this task's input (``{vendor}://{host}``, named by its job id).
+
+        The export stays at the vendor until a transfer lands it; the run facet ``externalQuery``
+        names the vendor job too. None without the OpenLineage provider.
+        """
+        try:
+            from airflow.providers.openlineage.extractors import OperatorLineage
+        except ImportError:
+            return None
+        from airflow_export_providers.core.lineage import export_input, external_job_facets
+
+        if not self.job_id:
+            return OperatorLineage()
+        hook = self.hook
+        return OperatorLineage(
+            inputs=[export_input(hook.vendor, hook.base_url, self.job_id)],
+            run_facets=external_job_facets(hook.vendor, hook.base_url, self.job_id),
+        )
+
     def on_kill(self) -> None:
         if self.job_id:
             try:

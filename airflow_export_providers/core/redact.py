@@ -22,6 +22,8 @@ MASK = "***"
 SAFE_QUERY_KEYS = frozenset(
     {"action", "apiversion", "api-version", "jobid", "$top", "$skip", "$orderby", "restype", "comp", "exportformat"}
 )
+# Azure's filesystem URIs name the container where other URIs carry credentials.
+CONTAINER_SCHEMES = frozenset({"wasb", "wasbs", "abfs", "abfss"})
 SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "md-api-key", "x-api-key", "cookie", "set-cookie"})
 
 _registered: set[str] = set()
@@ -65,8 +67,12 @@ def redact_url(url: str) -> str:
     except ValueError:
         return MASK
     netloc = parts.netloc
-    if "@" in netloc:  # user:password@host
-        netloc = MASK + "@" + netloc.rsplit("@", 1)[1]
+    if "@" in netloc:
+        userinfo, host = netloc.rsplit("@", 1)
+        # wasbs://container@account...: the user-info is the container, no secret; anything else
+        # there (user:password, a token as user name) is masked whole.
+        if not (parts.scheme.lower() in CONTAINER_SCHEMES and ":" not in userinfo and userinfo):
+            netloc = MASK + "@" + host
     query = ""
     if parts.query:
         pairs = parse_qsl(parts.query, keep_blank_values=True)

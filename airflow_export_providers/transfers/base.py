@@ -4,14 +4,15 @@ Each file is opened through its vendor hook (rebuilt from the job's ``hook_class
 ``hook_kwargs``), streamed through ``core.landing.stage_file`` towards ``{prefix}/{file name}`` and
 left staged (invisible) once it verified. When every file is staged, ``core.manifest`` publishes the
 export whole: the files, the removal of the previous export's other files, and the manifest last.
-Then Assets are emitted for the landed objects and a watermark the job carries is committed. On any
-failure nothing of this export is published and the watermark stays where it was.
+Then one event is emitted on the destination's Asset (``core.lineage``) and a watermark the job
+carries is committed. On any failure nothing of this export is published and the watermark stays
+where it was.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseOperator
@@ -28,6 +29,16 @@ from airflow_export_providers.core.landing import (
     object_key,
     stage_file,
     validate_convert,
+)
+from airflow_export_providers.core.lineage import (
+    event_extra,
+    export_input,
+    external_job_facets,
+    landing_output,
+    resolve_asset,
+    split_uri,
+    static_prefix,
+    with_outlet,
 )
 from airflow_export_providers.core.manifest import MANIFEST_NAME, ExportLanding
 from airflow_export_providers.core.redact import redact_text
@@ -121,8 +132,11 @@ class ExportTransferOperator(BaseOperator):
     :param row_group_rows: Parquet row-group size limit in rows.
     :param upload_concurrency: parts / blocks uploaded at the same time while the next one downloads
         (memory: about ``upload_concurrency + 1`` parts).
-    :param asset_alias: name of the AssetAlias the landed objects are emitted under (default
-        ``export-landing/{dag_id}/{task_id}``); False turns Asset events off.
+    :param asset: the Asset every landing emits one event on (declared as an outlet when the DAG is
+        parsed). None (default): derived from the destination and the static part of the prefix —
+        what comes before the first template, cut back to the last ``/`` (``s3://raw/pond`` for
+        ``bucket="raw", prefix="pond/{{ ds }}"``); no Asset when the bucket / container is templated.
+        A URI string or an ``airflow.sdk.Asset`` names it; False declares none. Not templated.
     :param count_rows: False skips counting rows (and so the row-count check) — size and checksum
         are still verified. The way out when a vendor's row count means something else than the
         records in its file.
@@ -144,13 +158,10 @@ class ExportTransferOperator(BaseOperator):
         batch_rows: int = 10_000,
         row_group_rows: int | None = None,
         upload_concurrency: int = 2,
-        asset_alias: str | bool | None = None,
+        asset: Any = None,
         count_rows: bool = True,
         **kwargs: Any,
     ) -> None:
-        alias_name: str | None = None
-        if asset_alias is not False:
-            alias_name = asset_alias if isinstance(asset_alias, str) else None
         super().__init__(**kwargs)
         self.export = export
         self.prefix = prefix
@@ -162,16 +173,48 @@ class ExportTransferOperator(BaseOperator):
         self.row_group_rows = row_group_rows
         self.upload_concurrency = upload_concurrency
         self.count_rows = count_rows
-        self.asset_alias: str | None = None
-        if asset_alias is not False:
-            from airflow.sdk import AssetAlias
-
-            dag_id = self.dag_id if self.has_dag() else "no-dag"
-            self.asset_alias = alias_name or f"export-landing/{dag_id}/{self.task_id}"
-            self.outlets = [*self.outlets, AssetAlias(self.asset_alias)]
+        self.asset_arg = asset
+        self.prefix_arg = prefix  # as written in the DAG (``prefix`` is rendered before execute)
+        self.asset: Any = None
         self.landed: list[LandedObject] = []
         self.manifest_uri: str | None = None
+        self._landing: ExportLanding | None = None
         self._writer: ObjectWriter | None = None
+        self._job: ExportJob | None = None
+        self._published = False
+
+    # ---- the Asset (parse time) --------------------------------------------------------------
+    @classmethod
+    def static_writer(cls, args: Mapping[str, Any]) -> ObjectWriter | None:
+        """A writer for the destination the DAG names (``args``: the operator's arguments as written),
+        None when it is templated. Only its ``uri()`` is used."""
+        raise NotImplementedError
+
+    @classmethod
+    def destination_uri(cls, args: Mapping[str, Any]) -> str | None:
+        """The landing destination's stable URI: the destination and the static part of the prefix."""
+        static = static_prefix(args.get("prefix", ""))
+        writer = cls.static_writer(args)
+        if writer is None or static is None:
+            return None
+        return writer.uri(static)
+
+    def declare_asset(self, args: Mapping[str, Any]) -> None:
+        """Resolve ``asset`` while the DAG is parsed and add it to the outlets (a destination's
+        ``__init__`` calls this last, with its arguments)."""
+        self.asset = resolve_asset(self.asset_arg, lambda: self.destination_uri(args), f"{type(self).__name__} {self.task_id!r}")
+        self.outlets = with_outlet(self.outlets, self.asset)
+
+    @classmethod
+    def partial(cls, **kwargs: Any) -> Any:  # type: ignore[override]
+        """A mapped transfer declares its Asset from the arguments given to ``partial`` (a mapped
+        destination or prefix counts as templated); every mapped task instance emits on it."""
+        asset = resolve_asset(kwargs.get("asset"), lambda: cls.destination_uri(kwargs), f"{cls.__name__} {kwargs.get('task_id')!r}")
+        outlets = kwargs.get("outlets")
+        outlets = list(outlets) if isinstance(outlets, (list, tuple)) else ([] if outlets is None else [outlets])
+        kwargs["outlets"] = with_outlet(outlets, asset)
+        kwargs["asset"] = asset if asset is not None else False  # each mapped instance takes it as it is
+        return super().partial(**kwargs)
 
     # ---- what a destination provides ----------------------------------------------------------
     def destination(self) -> str:
@@ -243,9 +286,10 @@ class ExportTransferOperator(BaseOperator):
 
     # ---- run ---------------------------------------------------------------------------------
     def execute(self, context: Context) -> list[dict[str, Any]]:
-        job = self.validate()
+        job = self._job = self.validate()
         check_unmoved(job.watermark)  # before anything is written: another run may have landed this range
         self.landed = self.land(context, job)
+        self._published = True
         self.emit_assets(context, job)
         if job.watermark is not None:
             commit_watermark(job.watermark)
@@ -262,6 +306,7 @@ class ExportTransferOperator(BaseOperator):
         writer.tracker = tracker
         landing = ExportLanding(writer, self.prefix, by=landing_identity(context), export={"vendor": job.vendor, "job_id": job.job_id})
         self.manifest_uri = landing.uri
+        self._landing = landing
         hooks: dict[str, ExportHook] = {}
         files = self.ordered(job.files)
         self.log.info("Landing %d file(s) of %s job %s into %s", len(files), job.vendor, job.job_id, writer.uri(f"{(self.prefix or '').strip('/')}/".lstrip("/")))
@@ -296,32 +341,52 @@ class ExportTransferOperator(BaseOperator):
 
     # ---- lineage -----------------------------------------------------------------------------
     def emit_assets(self, context: Context, job: ExportJob) -> None:
-        """One Asset event per landed object, under this task's AssetAlias."""
-        if not self.asset_alias or not self.landed:
+        """The landing's event on the destination's Asset: what landed, the manifest, the vendor job."""
+        if self.asset is None:
+            if self.asset_arg is None:
+                self.log.info("No Asset declared: the destination is templated; pass asset='<uri>' to name one")
             return
-        from airflow.sdk import Asset, AssetAlias
+        events = context.get("outlet_events") if context else None
+        if events is None or self._landing is None:
+            return
+        events[self.asset].extra.update(event_extra(job, self.landed, self._landing))
 
-        events = context.get("outlet_events")
-        if events is None:
-            return
-        alias = events[AssetAlias(self.asset_alias)]
-        for obj in self.landed:
-            extra: dict[str, Any] = {"vendor": job.vendor, "job_id": job.job_id, "file": obj.file, "size": obj.size, "rows": obj.rows}
-            alias.add(Asset(uri=obj.uri, name=obj.uri), extra=extra)
+    def lineage_namespace(self, writer: ObjectWriter) -> str:
+        """The OpenLineage namespace of the destination (``s3://bucket``)."""
+        return split_uri(writer.uri(""))[0]
 
     def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
-        """Output datasets for OpenLineage, when its provider is installed (None otherwise)."""
+        """OpenLineage: the vendor export in, the landing destination (its static prefix) out.
+
+        One output dataset per destination, not per file, for the reason the Asset is one: the
+        files change every run, the destination does not. The run's rows, bytes and files are the
+        output statistics; the run facet ``externalQuery`` names the vendor job. A landing that
+        failed published nothing: no output. None without the OpenLineage provider.
+        """
         try:
-            from airflow.providers.common.compat.openlineage.facet import Dataset
             from airflow.providers.openlineage.extractors import OperatorLineage
         except ImportError:
             return None
+        job = self._job
+        if job is None:
+            return OperatorLineage()
+        base_url = ""
+        if job.hook_class:
+            try:
+                base_url = import_hook(job.hook_class)(conn_id=job.conn_id, **job.hook_kwargs).base_url
+            except Exception as exc:
+                self.log.warning("OpenLineage: the vendor host of %s is unknown: %s", job.conn_id, redact_text(exc))
         outputs = []
-        for obj in self.landed:
-            scheme, _, rest = obj.uri.partition("://")
-            authority, _, path = rest.partition("/")  # bucket, or container@account host
-            outputs.append(Dataset(namespace=f"{scheme}://{authority}", name=path))
-        return OperatorLineage(inputs=[], outputs=outputs)
+        writer = self._writer
+        if self._published and writer is not None:
+            static = static_prefix(self.prefix_arg)
+            name = static if static is not None else (self.prefix or "").strip("/")
+            outputs.append(landing_output(self.lineage_namespace(writer), name, self.landed))
+        return OperatorLineage(
+            inputs=[export_input(job.vendor, base_url, job.job_id, job.files)],
+            outputs=outputs,
+            run_facets=external_job_facets(job.vendor, base_url, job.job_id),
+        )
 
     def on_kill(self) -> None:
         """Abort the uploads in progress and staged: nothing of the export is published, no upload stays open.

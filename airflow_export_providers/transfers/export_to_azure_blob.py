@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import base64
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from airflow_export_providers.core.compat import require_extra
 from airflow_export_providers.core.errors import ExportError, ExportInputError
 from airflow_export_providers.core.landing import MiB, ObjectWriter, PartSender, StoredObject, Upload, WriteConflict
+from airflow_export_providers.core.lineage import static_name
 from airflow_export_providers.transfers.base import ExportTransferOperator
 
 AZURE_DEFAULT_BLOCK = 8 * MiB
@@ -111,6 +113,7 @@ class AzureBlobWriter(ObjectWriter):
         self.block_size = max(int(block_size or AZURE_DEFAULT_BLOCK), 1)
         self.options = dict(options or {})
         self._service = service
+        self._container_url: str | None = None
 
     @property
     def service(self) -> Any:
@@ -121,9 +124,27 @@ class AzureBlobWriter(ObjectWriter):
             self._service = WasbHook(wasb_conn_id=self.wasb_conn_id).get_conn()
         return self._service
 
+    def container_url(self) -> str:
+        """The container's URL at the service the connection really points at (Azure, or Azurite's
+        ``http://127.0.0.1:10000/devstoreaccount1``), without the SAS a client URL may carry."""
+        if self._container_url is None:
+            parts = urlsplit(str(self.service.primary_endpoint))
+            self._container_url = urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", "")) + "/" + self.container
+        return self._container_url
+
     def uri(self, key: str) -> str:
-        account = getattr(self.service, "account_name", None) or "account"
-        return f"wasbs://{self.container}@{account}.blob.core.windows.net/{key}"
+        # The blob's URL: where the data is, and an Asset URI every Airflow keeps whole (Airflow 3.0
+        # drops the user-info of an Asset URI, the container of wasbs://container@account/...).
+        return f"{self.container_url()}/{key}"
+
+    def lineage_namespace(self) -> str:
+        """The OpenLineage namespace: ``wasbs://{container}@{host}`` (the Hadoop form other producers
+        use) for an account host, the container URL for a path-style endpoint such as Azurite's."""
+        parts = urlsplit(self.container_url())
+        account_path = parts.path.rsplit("/", 1)[0]
+        if account_path:  # http://host:port/{account}/{container}
+            return self.container_url()
+        return f"wasbs://{self.container}@{parts.netloc}"
 
     def blob(self, key: str) -> Any:
         return self.service.get_blob_client(container=self.container, blob=key)
@@ -270,6 +291,18 @@ class ExportToAzureBlobOperator(ExportTransferOperator):
         self.container = container
         self.wasb_conn_id = wasb_conn_id
         self.load_options = load_options if load_options is not None else {}
+        self.declare_asset({"container": container, "prefix": prefix, "wasb_conn_id": wasb_conn_id})
+
+    @classmethod
+    def static_writer(cls, args: Mapping[str, Any]) -> ObjectWriter | None:
+        """The container at the connection's service: read while the DAG is parsed, as the URI needs
+        the account's real endpoint (pass ``asset=`` to name the Asset without reading it)."""
+        container = args.get("container")
+        return AzureBlobWriter(str(container), args.get("wasb_conn_id") or "wasb_default") if static_name(container) else None
+
+    def lineage_namespace(self, writer: ObjectWriter) -> str:
+        assert isinstance(writer, AzureBlobWriter)
+        return writer.lineage_namespace()
 
     def destination(self) -> str:
         return self.container

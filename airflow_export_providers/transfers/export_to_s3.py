@@ -9,12 +9,13 @@ and how a small object is read and conditionally written.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from airflow_export_providers.core.compat import require_extra
 from airflow_export_providers.core.errors import ExportError, ExportInputError
 from airflow_export_providers.core.landing import MiB, ObjectWriter, PartSender, StoredObject, Upload, WriteConflict
+from airflow_export_providers.core.lineage import static_name
 from airflow_export_providers.core.redact import redact_text
 from airflow_export_providers.transfers.base import ExportTransferOperator
 
@@ -292,6 +293,12 @@ class ExportToS3Operator(ExportTransferOperator):
         self.encrypt = encrypt
         self.acl_policy = acl_policy
         self.extra_args = extra_args if extra_args is not None else {}
+        self.declare_asset({"bucket": bucket, "prefix": prefix})
+
+    @classmethod
+    def static_writer(cls, args: Mapping[str, Any]) -> ObjectWriter | None:
+        bucket = args.get("bucket")
+        return S3Writer(str(bucket)) if static_name(bucket) else None
 
     def destination(self) -> str:
         return self.bucket

@@ -9,6 +9,9 @@ moto and Azurite as separate processes — and driven through the REST API as a 
 * the triggerer SIGKILLed and restarted while a POND snapshot is deferred: the same vendor job
   completes (one submission in the sandbox's /_sandbox/stats) and lands once; while deferred the task
   holds no Celery worker slot and no pool slot;
+* a downstream DAG scheduled on an example's landing Asset (``s3://analytics-landing/pond``) runs
+  after each landing, triggered by its Asset event, whose extra names the files that landed; the
+  Assets page holds one Asset per landing destination, none per file;
 * every service passes its compose health check, run as written (curl, pg_isready, redis-cli, nc,
   ``airflow jobs check``, ``celery inspect ping``), the restarted worker and triggerer included.
 """
@@ -39,6 +42,7 @@ EXAMPLES = sorted(p.stem for p in (ROOT / "dags_examples").glob("*.py"))
 RUN_CONF = {"mx_snapshot": {"snapshot_guid": "CSS-1234"}}  # what the UI's trigger form asks for
 TRANSFERS = ("ExportToS3Operator", "ExportToAzureBlobOperator")
 MANIFEST = "{prefix}/_manifest.json"  # the landing manifest each prefix gets (docs/transfers.md)
+CONSUMER = "celery_e2e_asset_consumer"  # scheduled on pond_daily_snapshot's landing Asset (tests/dags/celery_e2e.py)
 
 
 class Celery:
@@ -106,30 +110,41 @@ class Celery:
             out.extend(self.xcom(dag_id, run_id, ti["task_id"], ti["map_index"]))
         return out
 
+    @staticmethod
+    def split(uri: str) -> tuple[str, str, str]:
+        """``(root, bucket or container, key)`` of a landed object's URI (S3, or the blob's URL at Azurite)."""
+        from azure.storage.blob import BlobClient
+
+        if uri.startswith("s3://"):
+            bucket, _, key = uri[len("s3://"):].partition("/")
+            return f"s3://{bucket}/", bucket, key
+        blob = BlobClient.from_blob_url(uri)  # as the Azure transfer names it
+        return uri[: len(uri) - len(blob.blob_name)], blob.container_name, blob.blob_name
+
     def manifest_keys(self, prefix_uri: str) -> set[str] | None:
         """The keys the landing manifest under ``prefix_uri`` lists as committed (None: no manifest)."""
-        scheme, _, rest = prefix_uri.partition("://")
-        container, _, prefix = rest.partition("/")
-        key = MANIFEST.format(prefix=prefix)
-        try:
-            if scheme == "s3":
-                body = self.s3().get_object(Bucket=container, Key=key)["Body"].read()
-            else:
-                body = self.blob().get_blob_client(container.split("@", 1)[0], key).download_blob().readall()
-        except Exception:
+        body = self.read(MANIFEST.format(prefix=prefix_uri))
+        if body is None:
             return None
         parts = json.loads(body)["parts"].values()
         return {f["key"] for part in parts if part["state"] == "complete" for f in part["files"]}
 
     def exists(self, uri: str) -> int | None:
         """The size of the object behind ``uri`` in moto / Azurite, None when it is not there."""
-        scheme, _, rest = uri.partition("://")
-        container, _, key = rest.partition("/")
+        _, bucket, key = self.split(uri)
         try:
-            if scheme == "s3":
-                return int(self.s3().head_object(Bucket=container, Key=key)["ContentLength"])
-            props = self.blob().get_blob_client(container.split("@", 1)[0], key).get_blob_properties()
-            return int(props.size)
+            if uri.startswith("s3://"):
+                return int(self.s3().head_object(Bucket=bucket, Key=key)["ContentLength"])
+            return int(self.blob().get_blob_client(bucket, key).get_blob_properties().size)
+        except Exception:
+            return None
+
+    def read(self, uri: str) -> bytes | None:
+        _, bucket, key = self.split(uri)
+        try:
+            if uri.startswith("s3://"):
+                return bytes(self.s3().get_object(Bucket=bucket, Key=key)["Body"].read())
+            return bytes(self.blob().get_blob_client(bucket, key).download_blob().readall())
         except Exception:
             return None
 
@@ -193,6 +208,8 @@ def _task_logs(stack: LocalStack) -> list[Path]:
 
 def test_every_example_dag_lands_triggered_without_a_logical_date_and_scheduled(celery: Celery) -> None:
     api = celery.api
+    wait(lambda: api.call("GET", "/dags", params={"dag_id_pattern": CONSUMER})["total_entries"], 120, "the consumer DAG parsed")
+    api.call("PATCH", f"/dags/{CONSUMER}", json={"is_paused": False})  # before any landing: it gets every event
     for dag_id in EXAMPLES:  # unpausing schedules each DAG's latest interval (catchup=False)
         api.call("PATCH", f"/dags/{dag_id}", json={"is_paused": False})
     manual = {dag_id: celery.trigger(dag_id, RUN_CONF.get(dag_id)) for dag_id in EXAMPLES}
@@ -245,12 +262,13 @@ def test_every_example_dag_lands_triggered_without_a_logical_date_and_scheduled(
     # whole of one of the landings that reported it, and one it does not list is gone, replaced by another run's.
     def manifest_of(uri: str) -> tuple[str, set[str] | None]:
         """The landing's prefix (the nearest folder above ``uri`` with a manifest: MX adds a resource folder)."""
-        folder = uri.rsplit("/", 1)[0]
-        while folder.count("/") > 2:
+        root, _, key = celery.split(uri)
+        folders = key.split("/")[:-1]
+        for depth in range(len(folders), 0, -1):
+            folder = root + "/".join(folders[:depth])
             committed = celery.manifest_keys(folder)
             if committed is not None:
                 return folder, committed
-            folder = folder.rsplit("/", 1)[0]
         return uri.rsplit("/", 1)[0], None
 
     for uri, sizes in sorted(reported.items()):
@@ -258,7 +276,7 @@ def test_every_example_dag_lands_triggered_without_a_logical_date_and_scheduled(
         found = celery.exists(uri)
         if committed is None:
             problems.append(f"{prefix_uri}: landed without a manifest")
-        elif uri.split("/", 3)[3] in committed:
+        elif celery.split(uri)[2] in committed:
             if found is None or found not in sizes:
                 problems.append(f"{uri}: reported with size(s) {sorted(sizes)} but found {found}")
         elif found is not None or len(set().union(*(r for u, r in landings.items() if u.startswith(prefix_uri + "/")))) < 2:
@@ -268,6 +286,52 @@ def test_every_example_dag_lands_triggered_without_a_logical_date_and_scheduled(
     problems += [f"secret {name} in the task log {path}" for path in _task_logs(celery.stack) for name, value in SECRETS.items()
                  if name.startswith("celery-e2e:") and value in path.read_text("utf-8", "replace")]
     assert not problems, "\n".join(problems)
+    check_asset_consumer(celery, [rid for (d, rid), r in runs.items() if d == "pond_daily_snapshot" and r["state"] == "success"])
+
+
+def check_asset_consumer(celery: Celery, landings: list[str]) -> None:
+    """Each pond_daily_snapshot landing's Asset event triggered a consumer run, which succeeded and saw
+    the files that landing reported; the Assets page lists one Asset per destination."""
+    asset = celery_e2e.POND_LANDING.uri
+    assert landings, "the example landed (a scheduled and a manual run)"
+
+    def consumed() -> dict[str, dict[str, Any]] | None:
+        """The landing run each triggering event came from -> that event (once every landing was consumed)."""
+        runs = [r for r in celery.runs(CONSUMER) if r["run_type"] == "asset_triggered"]
+        if not runs or any(r["state"] not in ("success", "failed") for r in runs):
+            return None
+        assert all(r["state"] == "success" for r in runs), [(r["dag_run_id"], r["state"]) for r in runs]
+        events: dict[str, dict[str, Any]] = {}
+        for run in runs:
+            answer = celery.api.call("GET", f"/dags/{CONSUMER}/dagRuns/{run['dag_run_id']}/upstreamAssetEvents")
+            assert answer["asset_events"], f"{run['dag_run_id']}: an asset-triggered run without its event"
+            for event in answer["asset_events"]:
+                event["consumer_run"] = run["dag_run_id"]
+                events[event["source_run_id"]] = event
+        return events if set(landings) <= set(events) else None
+
+    events = wait(consumed, 180, "a consumer run for each landing", every=3)
+    assert set(events) == set(landings), "an event per landing, from that example only"
+    for landing_run, event in events.items():
+        assert (event["uri"], event["source_dag_id"], event["source_task_id"]) == (asset, "pond_daily_snapshot", "land_in_s3")
+        extra = event["extra"]
+        reported = celery.landed("pond_daily_snapshot", landing_run)
+        assert [(f["uri"], f["size"], f["rows"]) for f in extra["files"]] == [(o["uri"], o["size"], o["rows"]) for o in reported]
+        assert extra["file_count"] == len(reported) > 0 and extra["prefix"] == reported[0]["uri"].rsplit("/", 1)[0][len("s3://analytics-landing/"):]
+        assert extra["manifest"] == f"s3://analytics-landing/{MANIFEST.format(prefix=extra['prefix'])}"
+    for consumer_run in {e["consumer_run"] for e in events.values()}:  # what each downstream run read: its latest event
+        seen = celery.xcom(CONSUMER, consumer_run, "read_landing")
+        mine = [e["extra"] for e in events.values() if e["consumer_run"] == consumer_run]
+        assert any(seen["files"] == sorted(f["uri"] for f in x["files"]) and (seen["landing_id"], seen["job_id"]) ==
+                   (x["landing_id"], x["job_id"]) for x in mine), (seen, mine)
+        if seen["manifest_landing_id"] == seen["landing_id"]:  # the prefix still holds that landing: the manifest lists the same
+            read = next(x for x in mine if x["landing_id"] == seen["landing_id"])
+            assert seen["manifest_keys"] == sorted(f["key"] for f in read["files"])
+    assets = celery.api.call("GET", "/assets", params={"limit": 100})["assets"]
+    producers = [(t["dag_id"], t["task_id"]) for a in assets for t in a["producing_tasks"]]
+    assert asset in {a["uri"] for a in assets} and all(a["producing_tasks"] for a in assets), \
+        "every Asset is a destination a transfer declares"
+    assert len(producers) == len(set(producers)), "one Asset per transfer task, not one per landed file"
 
 
 def test_a_worker_killed_mid_upload_retries_on_the_other_worker_and_lands_once(celery: Celery) -> None:

@@ -23,12 +23,11 @@ from typing import Any
 import pytest
 
 from airflow_export_providers.core.errors import ExportError, ExportInputError, VerificationError
-from airflow_export_providers.core.job import ExportFile
 from airflow_export_providers.core.landing import stage_file
 from airflow_export_providers.core.manifest import MANIFEST_NAME, ExportLanding, LandingConflict
-from tests.support.concurrent_landing import land_in_process, make_transfer, task_context
+from tests.support.concurrent_landing import Store, land_in_process, make_transfer, race_two_landings, task_context
 from tests.support.destinations import PART, Dest
-from tests.support.files_hook import CONN_ID, FilesHook, export_file, export_job, random_bytes
+from tests.support.files_hook import FilesHook, export_file, export_job, random_bytes
 
 pytest_plugins = ("tests.support.destination_fixtures",)
 
@@ -71,22 +70,6 @@ def assert_exactly(dest: Dest, prefix: str, data: dict[str, bytes], others: dict
         entry = listed[f"{prefix}/{name}"]
         assert entry["size"] == len(body) and entry["sha256"] == hashlib.sha256(body).hexdigest()
     assert dest.pending_uploads() == []
-
-
-class Store:
-    """A task_state_store stand-in for direct ``execute`` calls (dag.test() runs use Airflow's own)."""
-
-    def __init__(self) -> None:
-        self.values: dict[str, Any] = {}
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.values.get(key, default)
-
-    def set(self, key: str, value: Any) -> None:
-        self.values[key] = json.loads(json.dumps(value))
-
-    def delete(self, key: str) -> None:
-        self.values.pop(key, None)
 
 
 # ---- re-runs -------------------------------------------------------------------------------------
@@ -199,27 +182,7 @@ def test_two_landings_of_one_prefix_in_two_processes(files: Any, dest: Dest, sam
     half-published export, no upload left open.
     """
     prefix = f"race/{uuid.uuid4().hex[:6]}"
-    a = {"day.json": random_bytes(PART + 11, seed=20), "small.json": b"a" * 100}
-    b = a if same else {"day.json": random_bytes(PART + 11, seed=21), "small.json": b"b" * 100}
-    sources = {"run-a": a, "run-b": b}
-    for run, data in sources.items():
-        for name, body in data.items():
-            files.files[f"{run}-{name}"] = body
-    jobs = {run: export_job([ExportFile(vendor="files", conn_id=CONN_ID, job_id=run, key=f"{run}-{n}", name=n, size=len(body))
-                             for n, body in data.items()], job_id=run).to_dict()
-            for run, data in sources.items()}
-    ctx = multiprocessing.get_context("spawn")
-    barrier, results = ctx.Barrier(2), ctx.Queue()
-    procs = [ctx.Process(target=land_in_process, args=(dest.kind, dest.name, jobs[run], prefix, run, barrier, results))
-             for run in sources]
-    for p in procs:
-        p.start()
-    outcomes = {}
-    for _ in procs:
-        run, outcome, detail = results.get(timeout=240)
-        outcomes[run] = (outcome, detail)
-    for p in procs:
-        p.join(60)
+    sources, outcomes = race_two_landings(dest, files, prefix, same, seed=20)
     assert all(o in ("ok", "conflict") for o, _ in outcomes.values()), outcomes
     winners = [run for run, (o, _) in outcomes.items() if o == "ok"]
     if same:

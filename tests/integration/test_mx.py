@@ -573,7 +573,7 @@ def test_checksum_mismatch_fails_and_lands_nothing_under_the_key(mx: Any, moto_s
     s3.create_bucket(Bucket="mx-checksum")
     job = MxSnapshotOperator(task_id="files", snapshot_guid=snap.guid, resources=["users"], deferrable=False).execute({})  # type: ignore[arg-type]
     land = ExportToS3Operator(task_id="land", export=job, bucket="mx-checksum", prefix=f"mx/{snap.guid}", convert="parquet",
-                              asset_alias=False)
+                              asset=False)
     with pytest.raises(VerificationError, match=r"checksum: md5 expected 0{32}"):
         land.execute({})  # type: ignore[arg-type]
     assert _s3_objects(s3, "mx-checksum", f"mx/{snap.guid}/") == {}
@@ -634,7 +634,7 @@ def test_jsonl_and_csv_into_azure_and_raw_gz_into_s3(mx: Any, azurite: Any, wasb
     container = azurite.service().get_container_client("mx-snapshots")
     for fmt in ("jsonl", "csv"):
         ExportToAzureBlobOperator(task_id=f"az_{fmt}", export=job, container="mx-snapshots", prefix=f"{snap.guid}/{fmt}", convert=fmt,
-                                  asset_alias=False).execute({})  # type: ignore[arg-type]
+                                  asset=False).execute({})  # type: ignore[arg-type]
         for name, truth in source.items():
             blob = f"{snap.guid}/{fmt}/{name.removesuffix('.avro.gz')}.{fmt}"
             text = container.download_blob(blob).readall().decode()
@@ -649,6 +649,6 @@ def test_jsonl_and_csv_into_azure_and_raw_gz_into_s3(mx: Any, azurite: Any, wasb
                     assert [r["guid"] for r in parsed] == [r["guid"] for r in truth.records]
     s3 = moto_s3.client()
     s3.create_bucket(Bucket="mx-raw")
-    ExportToS3Operator(task_id="raw", export=job, bucket="mx-raw", prefix=snap.guid, asset_alias=False).execute({})  # type: ignore[arg-type]
+    ExportToS3Operator(task_id="raw", export=job, bucket="mx-raw", prefix=snap.guid, asset=False).execute({})  # type: ignore[arg-type]
     landed = _s3_objects(s3, "mx-raw", f"{snap.guid}/")
     assert landed == {f"{snap.guid}/{name}": truth.data for name, truth in source.items()}

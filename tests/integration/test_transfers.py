@@ -27,18 +27,22 @@ def stack(airflow_db: Any, sandbox: Any, sandbox_state: Any, aws_conn: str, wasb
     return sandbox_state
 
 
-def asset_event_uris(dag_run: Any) -> set[str]:
+def asset_events(dag_run: Any) -> dict[str, list[dict[str, Any]]]:
+    """The Asset events a DAG run emitted: the extra of each, by Asset URI."""
     from airflow.models.asset import AssetEvent, AssetModel
     from airflow.utils.session import create_session
 
     with create_session() as session:
         rows = (
-            session.query(AssetModel.uri)
+            session.query(AssetModel.uri, AssetEvent.extra)
             .join(AssetEvent, AssetEvent.asset_id == AssetModel.id)
             .filter(AssetEvent.source_run_id == dag_run.run_id, AssetEvent.source_dag_id == dag_run.dag_id)
             .all()
         )
-    return {r[0] for r in rows}
+    out: dict[str, list[dict[str, Any]]] = {}
+    for uri, extra in rows:
+        out.setdefault(uri, []).append(extra)
+    return out
 
 
 def test_literal_export_lands_in_s3_and_azure(stack: Any, moto_s3: Any, azurite: Any) -> None:
@@ -68,9 +72,19 @@ def test_literal_export_lands_in_s3_and_azure(stack: Any, moto_s3: Any, azurite:
     assert table.num_rows == 40 and table.column_names[-1] == "currency_code"
     assert all(set(x) == {"uri", "size", "rows", "file"} for x in landed + blobs)  # references, never data
 
-    uris = asset_event_uris(run)
-    assert "s3://e2e-landing/files/2026-03-01/e2e-users.avro.gz" in uris
-    assert any(u.startswith("wasbs://e2e-landing@") and u.endswith("/files/2026-03-01/e2e-users.parquet") for u in uris)
+    # one Asset per destination (the static part of the prefix), one event each, listing this run's files
+    blob_root = f"{azurite.blob_url}/e2e-landing"
+    events = asset_events(run)
+    assert sorted(events) == sorted(["s3://e2e-landing/files", f"{blob_root}/files"])
+    (s3_event,), (blob_event,) = events["s3://e2e-landing/files"], events[f"{blob_root}/files"]
+    assert s3_event["manifest"] == "s3://e2e-landing/files/2026-03-01/_manifest.json"
+    assert s3_event["prefix"] == "files/2026-03-01" and s3_event["job_id"] == "e2e-1" and s3_event["vendor"] == "files"
+    assert [(f["uri"], f["size"], f["rows"]) for f in s3_event["files"]] == [(x["uri"], x["size"], x["rows"]) for x in landed]
+    assert (s3_event["file_count"], s3_event["rows"], s3_event["bytes"]) == (2, 60, len(users) + len(transactions))
+    assert all(len(f["sha256"]) == 64 for f in s3_event["files"])
+    assert blob_event["manifest"] == f"{blob_root}/files/2026-03-01/_manifest.json"
+    assert {f["uri"] for f in blob_event["files"]} == {f"{blob_root}/files/2026-03-01/e2e-users.parquet",
+                                                       f"{blob_root}/files/2026-03-01/e2e-transactions.parquet"}
 
 
 def _stored_watermark() -> Any:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import importlib.util
 from datetime import datetime
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
+AIRFLOW_3_0 = metadata.version("apache-airflow-core").startswith("3.0.")
 
 
 def load_dag(file_name: str, dag_id: str | None = None, folder: str = "dags_examples") -> Any:
@@ -26,8 +28,30 @@ def load_dag(file_name: str, dag_id: str | None = None, folder: str = "dags_exam
     return dags[0]
 
 
+def register_dag(dag: Any) -> None:
+    """Write ``dag`` to the metadata DB as the dag-processor does (its Assets become active).
+
+    ``dag.test()`` does this itself from Airflow 3.1; on 3.0 it does not, and a task with an Asset
+    outlet that no dag-processor registered fails (AirflowInactiveAssetInInletOrOutletException).
+    """
+    from airflow.dag_processing.bundles.manager import DagBundlesManager
+    from airflow.dag_processing.collection import update_dag_parsing_results_in_db
+    from airflow.serialization.serialized_objects import LazyDeserializedDAG, SerializedDAG
+    from airflow.utils.session import create_session
+
+    if dag.relative_fileloc is None:  # DagBag sets it; load_dag() imports the file itself
+        dag.relative_fileloc = dag.fileloc
+    with create_session() as session:
+        DagBundlesManager().sync_bundles_to_db(session=session)
+    with create_session() as session:
+        update_dag_parsing_results_in_db("dags-folder", None, [LazyDeserializedDAG(data=SerializedDAG.to_dict(dag))],
+                                         {}, set(), session=session)
+
+
 def run_dag(dag: Any, logical_date: datetime | None = None, run_conf: dict[str, Any] | None = None) -> Any:
     """``dag.test()``: deferrable tasks run their trigger inline and resume, as in ``airflow dags test``."""
+    if AIRFLOW_3_0:
+        register_dag(dag)
     return dag.test(logical_date=logical_date, run_conf=run_conf)
 
 

@@ -676,7 +676,7 @@ def test_valid_transfer_parameters_land_the_file(landing_target: Any) -> None:
     from airflow_export_providers.transfers.export_to_s3 import ExportToS3Operator
 
     ExportToS3Operator(task_id="land", export=landing_target.job, bucket=landing_target.name, prefix="final",
-                       asset_alias=False).execute({})
+                       asset=False).execute({})
     keys = [o["Key"] for o in landing_target.s3.list_objects_v2(Bucket=landing_target.name)["Contents"]]
     assert sorted(keys) == sorted([f"final/{landing_target.name}.csv", "final/_manifest.json"])  # the file, the landing manifest
 
@@ -698,7 +698,7 @@ def test_a_file_that_does_not_match_its_answer_leaves_no_final_object(landing_ta
         file["rows"] = 3
     else:
         file["key"] = file["name"] = "no-such-file.csv"
-    kwargs: dict[str, Any] = {"task_id": "land", "export": job, "prefix": "final", "asset_alias": False}
+    kwargs: dict[str, Any] = {"task_id": "land", "export": job, "prefix": "final", "asset": False}
     op = ExportToS3Operator(bucket=t.name, **kwargs) if target == "s3" else ExportToAzureBlobOperator(container=t.name, **kwargs)
     with pytest.raises(ExportError) as caught:
         op.execute({})

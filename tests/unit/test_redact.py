@@ -52,6 +52,19 @@ def test_userinfo_in_url_is_removed() -> None:
     assert "hunter2secret" not in redact_url("https://user:hunter2secret@example.com/x")
 
 
+def test_azure_container_is_no_secret_but_credentials_still_are() -> None:
+    blob = "wasbs://landing@acct.blob.core.windows.net/pond/2026-01-01/a.csv"
+    assert redact_text(f"could not commit {blob}: 409") == f"could not commit {blob}: 409"
+    assert redact_url("abfss://landing@acct.dfs.core.windows.net/p") == "abfss://landing@acct.dfs.core.windows.net/p"
+    key = register("wasb-account-key", "Zm9vYmFyYmF6cXV4QWNjb3VudEtleQ==")
+    out = redact_url(f"wasbs://landing:{key}@acct.blob.core.windows.net/p?sv=2021&sig={SAS_SIG}")
+    assert key not in out and SAS_SIG not in out
+    assert out.startswith(f"wasbs://{MASK}@acct.blob.core.windows.net/p?")
+    token = register("token-as-user", "ghp_TokenInTheUserNamePart0123456789")
+    assert redact_url(f"https://{token}@example.com/x") == f"https://{MASK}@example.com/x"  # not a container
+    assert redact_url(f"s3://{token}@bucket/k") == f"s3://{MASK}@bucket/k"
+
+
 def test_registered_values_are_removed_anywhere() -> None:
     secret = register("registered", "plain-value-without-shape-123")
     register_secret(secret)

@@ -80,11 +80,14 @@ def test_positive_sizes_and_order() -> None:
     assert [f.resource for f in op.ordered(op.validate().files)] == ["users", "accounts"]
 
 
-def test_outlets_carry_an_asset_alias() -> None:
-    from airflow.sdk import AssetAlias
+def test_outlets_carry_one_asset_per_destination() -> None:
+    from airflow.sdk import Asset, AssetAlias
 
-    assert any(isinstance(o, AssetAlias) and o.name == "export-landing/no-dag/t" for o in s3().outlets)
-    assert not s3(asset_alias=False).outlets
+    op = s3(prefix="pond/{{ ds }}")
+    assert op.outlets == [Asset("s3://raw/pond")] and op.asset == Asset("s3://raw/pond")
+    assert not any(isinstance(o, AssetAlias) for o in op.outlets)
+    assert not s3(asset=False).outlets
+    assert s3(asset="s3://elsewhere/x/").outlets == [Asset("s3://elsewhere/x")]
 
 
 # ---- storage options (issue 18) -------------------------------------------------------------------
