@@ -11,8 +11,8 @@ A run that finds the previous export still PENDING/RUNNING resumes it instead of
 (the job in flight is kept in the Variable ``leanplum_stream_watermark.inflight``).
 ``max_active_runs=1`` keeps runs from overlapping at all (a streaming export in a DAG that allows
 overlapping runs and is in no 1-slot pool is refused when the DAG is parsed). When the Variable does not exist yet,
-the stream starts at the first run's data interval start (a manual run without a data interval
-exports everything Leanplum still holds for the date range).
+the stream starts at the first run's data interval start (a manual run, which has no data interval
+or a zero-length one, exports everything Leanplum still holds for the date range).
 
 Connections: ``leanplum_default`` (login = appId, password = data-export clientKey), ``wasb_default``.
 """
@@ -43,8 +43,12 @@ with DAG(
     export = LeanplumStreamingExportOperator(
         task_id="export_sessions",
         watermark_variable="leanplum_stream_watermark",
-        # A new stream starts at its first run's data interval (everything Leanplum holds for a manual run).
-        initial_start_time="{{ data_interval_start.int_timestamp if data_interval_start is defined and data_interval_start else '' }}",
+        # A new stream starts at its first run's data interval; a manual run (no interval, or the zero-length
+        # one a manual run with a logical date gets) exports everything Leanplum still holds.
+        initial_start_time=(
+            "{{ data_interval_start.int_timestamp if data_interval_start is defined and data_interval_start"
+            " and data_interval_end and data_interval_end > data_interval_start else '' }}"
+        ),
         export_format="json",
         poll_interval=POLL_INTERVAL,
         max_resubmits=2,

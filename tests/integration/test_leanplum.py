@@ -11,7 +11,7 @@ import json
 import logging
 import time
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -507,9 +507,12 @@ def test_daily_example_dag_triggered_without_a_logical_date_lands_the_last_pacif
     assert landed and {s["sessionId"] for s in landed} == expected_day(lp, ymd, job.job_id)
 
 
+@pytest.mark.parametrize("logical_date", ["none", "now"])
 def test_streaming_example_dag_lands_in_azure_blob(
-    lp: Any, airflow_db: Any, azurite: Any, wasb_conn: str, monkeypatch: pytest.MonkeyPatch
+    lp: Any, airflow_db: Any, azurite: Any, wasb_conn: str, monkeypatch: pytest.MonkeyPatch, logical_date: str
 ) -> None:
+    """A new stream's first manual run exports everything Leanplum holds: without a logical date (the
+    Trigger button) and with one (``airflow dags test``, ``make demo``), whose data interval is zero-length."""
     monkeypatch.setenv("AEP_EXAMPLE_POLL_INTERVAL", "0.2")
     _clear_variables("leanplum_stream_watermark", "leanplum_stream_watermark.inflight")
     service = azurite.service()
@@ -518,13 +521,14 @@ def test_streaming_example_dag_lands_in_azure_blob(
     except Exception:  # exists from an earlier test run in this session
         pass
     dag = load_dag("leanplum_streaming.py")
-    run = run_dag(dag)
+    run = run_dag(dag, logical_date=datetime.now(timezone.utc) if logical_date == "now" else None)
     assert set(task_states(run).values()) == {"success"}
     job = ExportJob.from_dict(xcom(run, "export_sessions"))
+    assert job.extra["start_time"] is None, "a new stream's manual run starts at the beginning, not at its run"
     assert _mark("leanplum_stream_watermark") == job.extra["end_time"]
     container = service.get_container_client("leanplum-stream")
     landed: list[dict[str, Any]] = []
-    for blob in container.list_blobs():
+    for blob in container.list_blobs(name_starts_with=f"leanplum/stream/{job.extra['end_time']}/"):
         if blob.name.endswith("/_manifest.json"):  # the landing manifest (docs/transfers.md)
             continue
         landed.extend(read_json_lines(container.download_blob(blob.name).readall()))
