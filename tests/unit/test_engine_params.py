@@ -290,7 +290,7 @@ def test_a_huge_poll_interval_still_sees_the_job_finish_in_the_triggerer(sandbox
 @pytest.mark.timeout(60)
 def test_a_sensor_never_sleeps_past_its_timeout(sandbox_state: Any, generic_conn: str) -> None:
     """Airflow's poke loop sleeps poke_interval whatever the timeout; ours stops at the timeout."""
-    from airflow.sdk.exceptions import AirflowSensorTimeout
+    from airflow.providers.common.compat.sdk import AirflowSensorTimeout
 
     job = sandbox_state.new_job("generic", {}, pending_seconds=3600, running_seconds=0)
     sensor = GenericJobSensor(task_id="wait", job_id=job.job_id, poke_interval=1e6, timeout=1, mode="poke", deferrable=False)
@@ -310,7 +310,7 @@ def test_a_sensor_with_a_huge_poke_interval_sees_the_job_finish(sandbox_state: A
 
 def test_a_deadline_already_passed_submits_nothing(sandbox_state: Any, generic_conn: str) -> None:
     """execution_timeout counted from the try's start has run out (e.g. after a long quota wait): no job is submitted."""
-    from airflow.sdk.exceptions import AirflowException
+    from airflow.providers.common.compat.sdk import AirflowException
 
     before = sandbox_state.submissions["generic"]
     op = GenericExportOperator(task_id="late", deferrable=False, poll_interval=0.1, execution_timeout=timedelta(minutes=1))
