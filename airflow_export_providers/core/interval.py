@@ -10,7 +10,7 @@ transfer that names its prefix after the day (``{{ interval_day(dag_run) }}``), 
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone, tzinfo
 from typing import Any
 
 DAY = timedelta(days=1)
@@ -20,13 +20,15 @@ def _utc(moment: datetime) -> datetime:
     return (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
 
 
-def run_interval(start: datetime | None, end: datetime | None, run_after: datetime | None = None) -> tuple[datetime, datetime]:
-    """``[start, end)`` when it is a real interval, else the UTC day that ended last before the run."""
-    if start is not None and end is not None and end > start:
+def run_interval(start: datetime | None, end: datetime | None, run_after: datetime | None = None,
+                 tz: tzinfo = timezone.utc) -> tuple[datetime, datetime]:
+    """``[start, end)`` when it is a real interval, else the day (in ``tz``: UTC, or Leanplum's Pacific
+    time) that ended last before the run."""
+    if start is not None and end is not None and _utc(end) > _utc(start):
         return start, end
     reference = end or start or run_after or datetime.now(timezone.utc)
-    day_end = _utc(reference).replace(hour=0, minute=0, second=0, microsecond=0)
-    return day_end - DAY, day_end
+    day_end = _utc(reference).astimezone(tz).replace(hour=0, minute=0, second=0, microsecond=0)
+    return day_end - DAY, day_end  # wall-clock arithmetic: a 23- or 25-hour day in a DST zone
 
 
 def context_interval(context: Any) -> tuple[datetime, datetime]:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_export_providers.core.errors import ExportInputError
 from airflow_export_providers.core.hook import require_secure_url
+from airflow_export_providers.core.interval import run_interval
 from airflow_export_providers.core.job import ExportJob, JobState, Watermark
 from airflow_export_providers.core.operator import ExportOperator
 from airflow_export_providers.core.validate import positive_seconds, strict_bool
@@ -83,9 +84,8 @@ def run_days(start: datetime | None, end: datetime | None, run_after: datetime |
     if start is not None and end is not None and _aware(end) > _aware(start):
         first, last = leanplum_dates(start, end)
         return datetime.strptime(first, "%Y%m%d").date(), datetime.strptime(last, "%Y%m%d").date()
-    reference = end or start or run_after or datetime.now(timezone.utc)
-    day = _aware(reference).astimezone(PACIFIC).date() - timedelta(days=1)
-    return day, day
+    day_start, _ = run_interval(start, end, run_after, tz=PACIFIC)
+    return day_start.date(), day_start.date()
 
 
 def leanplum_day(dag_run: Any) -> str:
