@@ -285,6 +285,43 @@ def _which(program: str, venv_bin: Path) -> str:
     return str(found_path)
 
 
+# ---- a throw-away Postgres cluster (also the e2e tests' metadata DB: tests/support/postgres.py) ---------
+def init_postgres(user: str, password: str, data: Path, venv_bin: Path) -> tuple[Path, str | None]:
+    """``initdb`` a cluster under ``data`` (password auth on loopback, trust on its socket) and return the
+    folder that holds it and its socket, and the OS user to run ``postgres`` as. Postgres refuses to run
+    as root: as root the folder is a new one under /tmp owned by ``postgres`` and that user runs it."""
+    as_root = os.geteuid() == 0
+    run_as = "postgres" if as_root else None
+    if as_root:
+        data = Path(tempfile.mkdtemp(prefix="aep-stack-pg-"))
+        shutil.chown(data, "postgres", "postgres")
+    data.mkdir(parents=True, exist_ok=True)
+    pwfile = Path(tempfile.mkdtemp(prefix="aep-stack-pw-")) / "pw"
+    pwfile.write_text(password + "\n")
+    if as_root:
+        shutil.chown(pwfile.parent, "postgres")
+        shutil.chown(pwfile, "postgres")
+    try:
+        subprocess.run([_which("initdb", venv_bin), "-D", str(data / "cluster"), "-U", user, f"--pwfile={pwfile}",
+                        "--auth-host=scram-sha-256", "--auth-local=trust", "-E", "UTF8", "--no-sync"],
+                       check=True, capture_output=True, user=run_as, cwd="/tmp")
+    finally:
+        shutil.rmtree(pwfile.parent, ignore_errors=True)
+    return data, run_as
+
+
+def postgres_argv(data: Path, port: int, venv_bin: Path) -> list[str]:
+    """The server of :func:`init_postgres`'s cluster on loopback, its socket in ``data``."""
+    return [_which("postgres", venv_bin), "-D", str(data / "cluster"), "-p", str(port), "-h", LOOPBACK, "-k", str(data),
+            "-c", "fsync=off",  # a throw-away cluster: no need to survive a power cut
+            "-c", "max_connections=200"]
+
+
+def create_database(data: Path, port: int, user: str, db: str, run_as: str | None, venv_bin: Path) -> None:
+    subprocess.run([_which("psql", venv_bin), "-h", str(data), "-p", str(port), "-U", user, "-d", "postgres",
+                    "-c", f'CREATE DATABASE "{db}"'], check=True, capture_output=True, user=run_as, cwd="/tmp")
+
+
 class LocalStack:
     """Start, check and stop a :class:`Plan`'s instances; the state file lets ``down`` find them."""
 
@@ -337,36 +374,16 @@ class LocalStack:
             self._spawn(inst, argv, cwd=cwd)
 
     def _start_postgres(self, inst: Instance) -> None:
-        """initdb + postgres on loopback with the compose service's user, password and database;
-        as root the server runs as the ``postgres`` user (it refuses root) in a folder under /tmp."""
+        """The compose service's user, password and database in a throw-away cluster (:func:`init_postgres`)."""
         env = inst.service.env
         user, password, db = env["POSTGRES_USER"], env["POSTGRES_PASSWORD"], env.get("POSTGRES_DB", env["POSTGRES_USER"])
-        as_root = os.geteuid() == 0
-        data = Path(tempfile.mkdtemp(prefix="aep-stack-pg-")) if as_root else self.home / "postgres"
+        data, run_as = init_postgres(user, password, self.home / "postgres", self.venv_bin)
         self.pg_data = data
-        run_as = "postgres" if as_root else None
-        if as_root:
-            shutil.chown(data, "postgres", "postgres")
-        pwfile = data / "pw" if not as_root else Path(tempfile.mkdtemp(prefix="aep-stack-pw-")) / "pw"
-        pwfile.write_text(password + "\n")
-        if as_root:
-            shutil.chown(pwfile.parent, "postgres")
-            shutil.chown(pwfile, "postgres")
-        cluster = data / "cluster"
-        subprocess.run([_which("initdb", self.venv_bin), "-D", str(cluster), "-U", user, f"--pwfile={pwfile}",
-                        "--auth-host=scram-sha-256", "--auth-local=trust", "-E", "UTF8", "--no-sync"],
-                       check=True, capture_output=True, user=run_as, cwd="/tmp")
-        pwfile.unlink()
-        if as_root:
-            pwfile.parent.rmdir()
         self._save()
         port = inst.ports[5432]
-        self._spawn(inst, [_which("postgres", self.venv_bin), "-D", str(cluster), "-p", str(port), "-h", LOOPBACK,
-                           "-k", str(data), "-c", "fsync=off",  # a throw-away cluster: no need to survive a power cut
-                           "-c", "max_connections=200"], user=run_as, cwd=Path("/tmp"))
+        self._spawn(inst, postgres_argv(data, port, self.venv_bin), user=run_as, cwd=Path("/tmp"))
         wait_for(lambda: self._probe_ok(inst, ["CMD", "pg_isready"]), 60, "postgres to accept connections")
-        subprocess.run([_which("psql", self.venv_bin), "-h", str(data), "-p", str(port), "-U", user, "-d", "postgres",
-                        "-c", f'CREATE DATABASE "{db}"'], check=True, capture_output=True, user=run_as, cwd="/tmp")
+        create_database(data, port, user, db, run_as, self.venv_bin)
 
     def stop(self, name: str, sig: int = signal.SIGTERM, timeout: float = 20) -> None:
         """Signal the instance's process group (``sig`` 0: already signalled), wait, then SIGKILL what is left."""

@@ -114,6 +114,16 @@ def azurite() -> Iterator[Azurite]:
 
 
 @pytest.fixture(scope="session")
+def postgres() -> Iterator[object]:
+    """The e2e stacks' metadata DB server (tests/support/postgres.py: why not SQLite); a database per stack."""
+    from tests.support.postgres import Postgres
+
+    server = Postgres().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
 def sandbox(moto_s3: MotoS3) -> Iterator[object]:
     from airflow_export_providers.sandbox import Sandbox
 

@@ -27,7 +27,7 @@ BUCKET = "leanplum-exports"
 
 
 @pytest.fixture(scope="module")
-def stack(sandbox: Any, moto_s3: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowStack]:
+def stack(sandbox: Any, moto_s3: Any, postgres: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowStack]:
     home = tmp_path_factory.mktemp("landing-backfill-home")
     dags = home / "dags"
     dags.mkdir()
@@ -37,7 +37,7 @@ def stack(sandbox: Any, moto_s3: Any, tmp_path_factory: pytest.TempPathFactory) 
                             "extra": {"endpoint_url": moto_s3.url, "region_name": "us-east-1"}}
     env = {f"AIRFLOW_CONN_{k.upper()}": json.dumps(v) for k, v in conns.items()}
     env["AEP_EXAMPLE_POLL_INTERVAL"] = "0.5"
-    s = AirflowStack(home, dags, env)
+    s = AirflowStack(home, dags, postgres.database(), env)
     s.up()
     yield s
     s.down()

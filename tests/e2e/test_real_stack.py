@@ -11,7 +11,6 @@ import json
 import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,7 +21,7 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def stack(sandbox: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowStack]:
+def stack(sandbox: Any, postgres: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowStack]:
     home = tmp_path_factory.mktemp("stack-home")
     dags = home / "dags"
     dags.mkdir()
@@ -31,18 +30,21 @@ def stack(sandbox: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ai
     conns: dict[str, Any] = dict(sandbox.connections())
     conns["aws_default"] = {"conn_type": "aws", "login": "testing", "password": "testing",
                             "extra": {"endpoint_url": sandbox.state.config["s3_endpoint"], "region_name": "us-east-1"}}
-    s = AirflowStack(home, dags, {f"AIRFLOW_CONN_{k.upper()}": json.dumps(v) for k, v in conns.items()})
+    s = AirflowStack(home, dags, postgres.database(), {f"AIRFLOW_CONN_{k.upper()}": json.dumps(v) for k, v in conns.items()})
     s.up()
     yield s
     s.down()
 
 
 def _trigger_rows(stack: AirflowStack) -> list[tuple[Any, ...]]:
-    import sqlite3
+    import sqlalchemy
 
-    db = Path(stack.home) / "airflow.db"
-    with sqlite3.connect(db) as con:
-        return list(con.execute("select classpath, kwargs from trigger"))
+    engine = sqlalchemy.create_engine(stack.db_url)
+    try:
+        with engine.connect() as con:
+            return [tuple(row) for row in con.execute(sqlalchemy.text("select classpath, kwargs from trigger"))]
+    finally:
+        engine.dispose()
 
 
 def test_trigger_runs_in_the_triggerer_and_survives_its_restart(stack: AirflowStack, sandbox: Any, moto_s3: Any) -> None:
