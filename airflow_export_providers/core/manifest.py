@@ -17,7 +17,9 @@ manifest, not a listing. A landing goes like this:
    part was published by another landing since step 1, this one lost: with exactly the same bytes
    under the same keys it succeeds without writing; otherwise it aborts what it staged and fails.
    A key another part is publishing (or removing) right now is waited for; a key another part
-   owns moves to this part.
+   owns moves to this part. Parts of the same task under map indexes it no longer has (a re-run
+   expanded to fewer instances, a task that stopped or started being mapped) are *retired*: dropped
+   from the manifest, their files removed with this part's.
 4. **publish**: commit each staged file, delete the keys to remove, mark the part *complete*.
 
 A pending part is never read as complete. When a landing dies between 3 and 4, its pending part
@@ -32,7 +34,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -165,12 +167,14 @@ class ExportLanding:
         taken over at once (an earlier try died publishing).
     :param export: what lands (vendor, job id), recorded in the manifest.
     :param lease: seconds a pending part keeps other task instances waiting.
+    :param live_indexes: the map indexes this task has in this run (``[-1]`` when it is not mapped):
+        the task's parts under any other index are retired. None (not known): none is.
     """
 
     def __init__(self, writer: ObjectWriter, prefix: str | None, *, by: dict[str, Any] | None = None,
                  export: dict[str, Any] | None = None, manifest_name: str = MANIFEST_NAME, lease: float = DEFAULT_LEASE,
                  poll: float = DEFAULT_POLL, clock: Callable[[], float] = time.time,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep, live_indexes: Collection[int] | None = None) -> None:
         self.writer = writer
         self.prefix = (prefix or "").strip("/")
         self.key = object_key(prefix, manifest_name)
@@ -182,6 +186,7 @@ class ExportLanding:
         self.poll = float(poll)
         self.clock = clock
         self.sleep = sleep
+        self.live_indexes = None if live_indexes is None else {int(i) for i in live_indexes}
         self.landing_id = uuid.uuid4().hex
         self.started = clock()
         self.staged: list[StagedFile] = []
@@ -210,6 +215,15 @@ class ExportLanding:
     def _alive(self, part: Part) -> bool:
         until = _epoch(part.lease_until)
         return until is not None and self.clock() < until
+
+    def _retired(self, pid: str, part: Part) -> bool:
+        """``part`` is this task's under a map index the task no longer has, and nobody is publishing it."""
+        if self.live_indexes is None or pid == self.part or self.by.get("dag_id") is None or self._busy(part):
+            return False
+        if (part.by.get("dag_id"), part.by.get("task_id")) != (self.by.get("dag_id"), self.by.get("task_id")):
+            return False
+        index = part.by.get("map_index")
+        return (-1 if index is None else index) not in self.live_indexes
 
     def _busy(self, part: Part | None) -> bool:
         """Another task instance is publishing ``part`` right now."""
@@ -302,14 +316,21 @@ class ExportLanding:
                     "wins, so nothing of this landing was published and its staged uploads were aborted. Run this task "
                     "again to replace that export with a new one"
                 )
-            others = {pid: p for pid, p in manifest.parts.items() if pid != self.part}
+            retired = {pid: p for pid, p in manifest.parts.items() if self._retired(pid, p)}
+            others = {pid: p for pid, p in manifest.parts.items() if pid != self.part and pid not in retired}
             busy = next((p for p in others.values() if self._busy(p) and p.touched & keys), None)
             if busy is not None:  # another part is writing or removing one of our keys: let it finish
                 self._wait(busy, "keys this landing writes")
                 continue
             owned_elsewhere = set().union(*(p.keys for p in others.values())) if others else set()
             previous = self.base.touched if self.base is not None else set()
+            previous |= set().union(*(p.touched for p in retired.values())) if retired else set()
             garbage = sorted(k for k in previous - keys - owned_elsewhere - {self.key} if self._under_prefix(k))
+            for pid, old in retired.items():
+                log.warning("%s: retiring part %s (%s): this task has no map index %s in this run any more; its %d "
+                            "file(s) are removed with this landing's", self.uri, pid, old.who(), old.by.get("map_index"),
+                            len(old.files))
+                del manifest.parts[pid]
             pending = self._part(PENDING, files, garbage)
             for other in others.values():  # a key this export lands is this part's from now on
                 if other.keys & keys:

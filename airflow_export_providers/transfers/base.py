@@ -3,7 +3,8 @@
 Each file is opened through its vendor hook (rebuilt from the job's ``hook_class`` / ``conn_id`` /
 ``hook_kwargs``), streamed through ``core.landing.stage_file`` towards ``{prefix}/{file name}`` and
 left staged (invisible) once it verified. When every file is staged, ``core.manifest`` publishes the
-export whole: the files, the removal of the previous export's other files, and the manifest last.
+export whole: the files, the removal of the previous export's other files (and of the task's map
+indexes this run no longer has), and the manifest last.
 Then one event is emitted on the destination's Asset (``core.lineage``) and a watermark the job
 carries is committed. On any failure nothing of this export is published and the watermark stays
 where it was.
@@ -12,6 +13,7 @@ where it was.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -48,6 +50,7 @@ from airflow_export_providers.core.watermark import check_unmoved, commit_waterm
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
+log = logging.getLogger(__name__)
 ACCEPTED_CONVERT = "None, " + ", ".join(repr(f) for f in CONVERT_FORMATS)
 UPLOADS_KEY = "export_landing_uploads"
 
@@ -96,6 +99,29 @@ def landing_identity(context: Any) -> dict[str, Any]:
     if ti is None:
         return {}
     return {name: getattr(ti, name, None) for name in ("dag_id", "task_id", "run_id", "map_index", "try_number")}
+
+
+def live_map_indexes(context: Any) -> range | None:
+    """The map indexes the landing task has in this run: ``range(-1, 0)`` when it is not mapped, else
+    ``0 .. n-1`` for its n mapped instances that are not ``removed`` (a re-run expanded to fewer marks
+    the rest removed). The manifest retires the task's parts under any other index. None when Airflow
+    cannot say (no task instance, or the count failed): then no part is retired."""
+    ti = context.get("ti") if context else None
+    if ti is None or getattr(ti, "dag_id", None) is None:
+        return None
+    if getattr(ti, "map_index", -1) in (None, -1):
+        return range(-1, 0)
+    count = getattr(ti, "get_ti_count", None)
+    if count is None:
+        return None
+    where = {"dag_id": ti.dag_id, "task_ids": [ti.task_id], "run_ids": [ti.run_id]}
+    try:
+        live = int(count(**where)) - int(count(**where, states=["removed"]))
+    except Exception as exc:  # an API server that cannot count: keep every part rather than guess
+        log.warning("could not count the mapped instances of %s (%s); parts of map indexes this run no longer has "
+                    "stay in the manifest", ti.task_id, redact_text(str(exc)))
+        return None
+    return range(max(live, ti.map_index + 1))
 
 
 def parse_export(value: Any) -> ExportJob:
@@ -304,7 +330,8 @@ class ExportTransferOperator(BaseOperator):
             self.log.info("aborting %d upload(s) an earlier try of this task left open", len(left))
             writer.abort_left_over(left)
         writer.tracker = tracker
-        landing = ExportLanding(writer, self.prefix, by=landing_identity(context), export={"vendor": job.vendor, "job_id": job.job_id})
+        landing = ExportLanding(writer, self.prefix, by=landing_identity(context), export={"vendor": job.vendor, "job_id": job.job_id},
+                                live_indexes=live_map_indexes(context))
         self.manifest_uri = landing.uri
         self._landing = landing
         hooks: dict[str, ExportHook] = {}

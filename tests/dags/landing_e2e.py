@@ -4,13 +4,14 @@
 Blob as Parquet. ``landing_e2e_conf``: the ExportJob comes from ``dag_run.conf`` (watermark tests).
 ``landing_e2e_both``: the ExportJob from ``dag_run.conf`` into S3 and Azure Blob (re-runs).
 ``landing_e2e_retry_s3`` / ``landing_e2e_retry_blob``: one transfer with a retry (a failed try, then its retry).
+``landing_e2e_mapped``: one mapped transfer per ExportJob in ``dag_run.conf['exports']``, into S3 and Azure Blob.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from airflow.sdk import DAG
+from airflow.sdk import DAG, task
 
 from airflow_export_providers.transfers.export_to_azure_blob import ExportToAzureBlobOperator
 from airflow_export_providers.transfers.export_to_s3 import ExportToS3Operator
@@ -64,3 +65,14 @@ with DAG("landing_e2e_retry_s3", schedule=None, start_date=datetime(2026, 1, 1, 
 with DAG("landing_e2e_retry_blob", schedule=None, start_date=datetime(2026, 1, 1, tzinfo=timezone.utc)) as retry_blob_dag:
     ExportToAzureBlobOperator(task_id="land", export="{{ dag_run.conf['export'] | tojson }}",
                               container="{{ dag_run.conf['bucket'] }}", prefix="retry/{{ ds }}", **RETRY)
+
+with DAG("landing_e2e_mapped", schedule=None, start_date=datetime(2026, 1, 1, tzinfo=timezone.utc)) as mapped_dag:
+
+    @task
+    def exports(**context: object) -> list[dict[str, object]]:
+        return list(context["dag_run"].conf["exports"])  # type: ignore[attr-defined]
+
+    jobs = exports()
+    ExportToS3Operator.partial(task_id="to_s3", bucket="{{ dag_run.conf['bucket'] }}", prefix="mapped/{{ ds }}").expand(export=jobs)
+    ExportToAzureBlobOperator.partial(task_id="to_blob", container="{{ dag_run.conf['bucket'] }}",
+                                      prefix="mapped/{{ ds }}").expand(export=jobs)

@@ -415,3 +415,82 @@ def test_a_key_moves_to_the_task_that_landed_it_last(files: Any, dest: Dest) -> 
     got = under(dest, prefix)
     got.pop(MANIFEST_NAME)
     assert got == {"a-new.json": b"a2", "both.json": b"from b"}, "dag_a's re-run removed its own old file, not dag_b's"
+
+
+# ---- a mapped task that shrinks --------------------------------------------------------------------
+def _land_directly(dest: Dest, files: Any, prefix: str, by: dict[str, Any], data: dict[str, bytes], **kwargs: Any) -> None:
+    files.files.update(data)
+    landing = ExportLanding(dest.new_writer(), prefix, by=by, **kwargs)
+    landing.open()
+    for name, body in data.items():
+        landing.add(stage_file(FilesHook(), export_file(name, body), landing.writer, key=f"{prefix}/{name}"))
+    landing.commit()
+
+
+def _mapped(run_id: str, index: int, task_id: str = "land_segment") -> dict[str, Any]:
+    return {"dag_id": "contract", "task_id": task_id, "run_id": run_id, "map_index": index, "try_number": 1}
+
+
+def test_a_rerun_expanded_to_fewer_instances_retires_the_indexes_it_no_longer_has(files: Any, dest: Dest) -> None:
+    """Three segments landed by three mapped instances; the re-run has two segments: the prefix then holds
+    exactly the re-run's two files, not the first run's third segment beside them (a duplicate for readers)."""
+    prefix = f"shrink/{uuid.uuid4().hex[:6]}/2026-03-03"
+    first = {i: {f"segment-{i}-v1.csv": random_bytes(100 + i, seed=60 + i)} for i in range(3)}
+    for i, data in first.items():
+        _land_directly(dest, files, prefix, _mapped("run-1", i), data, live_indexes=range(3))
+    # another task of the same DAG lands into the prefix too: its part is not this task's to retire
+    other = {"summary.csv": b"segments,3\n"}
+    _land_directly(dest, files, prefix, _mapped("run-1", -1, task_id="land_summary"), other, live_indexes=range(-1, 0))
+    assert sorted(dest.manifest(prefix)["parts"]) == [  # type: ignore[index]
+        "contract/land_segment[0]", "contract/land_segment[1]", "contract/land_segment[2]", "contract/land_summary"]
+
+    second = {i: {f"segment-{i}-v2.csv": random_bytes(200 + i, seed=70 + i)} for i in range(2)}
+    _land_directly(dest, files, prefix, _mapped("run-2", 0), second[0], live_indexes=range(2))
+    after_first = dest.manifest(prefix)
+    assert after_first is not None and "contract/land_segment[2]" not in after_first["parts"], "index 2 retired at once"
+    assert f"{prefix}/segment-2-v1.csv" not in dest.keys()
+    _land_directly(dest, files, prefix, _mapped("run-2", 1), second[1], live_indexes=range(2))
+
+    got = under(dest, prefix)
+    manifest = json.loads(got.pop(MANIFEST_NAME))
+    assert got == {**second[0], **second[1], **other}
+    assert sorted(manifest["parts"]) == ["contract/land_segment[0]", "contract/land_segment[1]", "contract/land_summary"]
+    assert all(p["state"] == "complete" and p["garbage"] == [] for p in manifest["parts"].values())
+    assert dest.pending_uploads() == []
+
+
+def test_a_task_no_longer_mapped_retires_its_mapped_parts_and_unknown_counts_retire_nothing(files: Any, dest: Dest) -> None:
+    prefix = f"unmapped/{uuid.uuid4().hex[:6]}"
+    mapped = {i: {f"m-{i}.json": random_bytes(50 + i, seed=80 + i)} for i in range(2)}
+    for i, data in mapped.items():
+        _land_directly(dest, files, prefix, _mapped("run-1", i, task_id="land"), data, live_indexes=range(2))
+    # the count is not known (a landing outside Airflow, an API that cannot count): every part stays
+    _land_directly(dest, files, prefix, _mapped("run-2", 0, task_id="land"), {"m-0b.json": b"x"}, live_indexes=None)
+    assert sorted(dest.manifest(prefix)["parts"]) == ["contract/land[0]", "contract/land[1]"]  # type: ignore[index]
+    # the DAG's next version lands the task unmapped: the mapped parts go, their files with them
+    whole = {"all.json": random_bytes(70, seed=90)}
+    _land_directly(dest, files, prefix, _mapped("run-3", -1, task_id="land"), whole, live_indexes=range(-1, 0))
+    got = under(dest, prefix)
+    manifest = json.loads(got.pop(MANIFEST_NAME))
+    assert got == whole and sorted(manifest["parts"]) == ["contract/land"]
+
+
+def test_a_part_being_published_is_not_retired(files: Any, dest: Dest) -> None:
+    """An older run's index 2 still publishing (pending, lease alive) when the re-run's index 0 lands: it is
+    left to finish, and the next landing of the task retires it."""
+    prefix = f"busy/{uuid.uuid4().hex[:6]}"
+    for i in range(3):
+        _land_directly(dest, files, prefix, _mapped("run-1", i), {f"s-{i}.csv": random_bytes(30 + i, seed=95 + i)},
+                       live_indexes=range(3))
+    manifest_key = f"{prefix}/{MANIFEST_NAME}"
+    doc = json.loads(dest.read(manifest_key))
+    from datetime import datetime, timedelta, timezone
+
+    doc["parts"]["contract/land_segment[2]"].update(
+        state="pending", lease_until=(datetime.now(timezone.utc) + timedelta(minutes=10)).isoformat(timespec="seconds"),
+        by={**doc["parts"]["contract/land_segment[2]"]["by"], "run_id": "run-0"})
+    dest.write(manifest_key, json.dumps(doc).encode())
+    _land_directly(dest, files, prefix, _mapped("run-2", 0), {"s-0b.csv": b"new"}, live_indexes=range(2))
+    parts = dest.manifest(prefix)["parts"]  # type: ignore[index]
+    assert parts["contract/land_segment[2]"]["state"] == "pending", "a live publish is never pulled from under it"
+    assert f"{prefix}/s-2.csv" in dest.keys()

@@ -185,6 +185,36 @@ def test_rerun_of_a_landed_day_leaves_one_copy_of_the_new_export(stack: Any, mot
     assert moto_s3.client().list_multipart_uploads(Bucket=name).get("Uploads", []) == []
 
 
+def test_a_rerun_with_fewer_mapped_instances_leaves_only_its_own_exports(stack: Any, moto_s3: Any, azurite: Any) -> None:
+    """Dynamic task mapping in Airflow: three exports of a day landed by three mapped instances, then the day
+    run again with two. The prefix holds the two new exports only: the third instance's part and files of
+    the first run are retired (Airflow counts the task's mapped instances in the run)."""
+    name = _destination(moto_s3, azurite)
+    dag = load_dag("landing_e2e.py", "landing_e2e_mapped", folder="tests/dags")
+    day = datetime(2026, 3, 6, tzinfo=timezone.utc)
+
+    def exports(version: str, count: int) -> tuple[list[dict[str, Any]], dict[str, bytes]]:
+        jobs, landed = [], {}
+        for i in range(count):
+            data = _named_after_the_job(stack, f"segment{i}_{version}", [300 + i], seed=40 + i + 10 * count)
+            jobs.append(export_job([export_file(n, b) for n, b in data.items()], job_id=f"segment{i}_{version}").to_dict())
+            landed.update(data)
+        return jobs, landed
+
+    jobs, _ = exports("v1", 3)
+    run = run_dag(dag, logical_date=day, run_conf={"exports": jobs, "bucket": name})
+    assert task_states(run) == {"exports": "success", "to_s3": "success", "to_blob": "success"}
+    jobs, second = exports("v2", 2)
+    again = run_dag(dag, logical_date=day, run_conf={"exports": jobs, "bucket": name})
+    assert task_states(again) == {"exports": "success", "to_s3": "success", "to_blob": "success"}
+    for where, objects in _landed(moto_s3, azurite, name, "mapped/2026-03-06").items():
+        parts = json.loads(objects.pop("_manifest.json"))["parts"]
+        task = "to_s3" if where == "s3" else "to_blob"
+        assert sorted(parts) == [f"landing_e2e_mapped/{task}[0]", f"landing_e2e_mapped/{task}[1]"], where
+        assert objects == second, f"{where}: exactly the re-run's two exports, nothing of the first run's third"
+        assert {p["by"]["run_id"] for p in parts.values()} == {again.run_id}
+
+
 def _tries(run: Any, task_id: str) -> int:
     from airflow.models.taskinstance import TaskInstance
     from airflow.utils.session import create_session

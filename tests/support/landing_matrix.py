@@ -41,6 +41,12 @@ CELLS: list[tuple[str, str, dict[str, list[str]], str]] = [
     ("mapped", "mapped tasks land one prefix at the same moment (three OS processes)", {
         d: [f"{CONTRACT}test_mapped_tasks_landing_one_prefix_at_once_keep_each_others_files[{d}]"] for d in ("s3", "azure")},
      "all succeed, each keeps its own part; a re-run of one map index replaces only its file"),
+    ("shrink", "a re-run of a mapped transfer expanded to fewer instances", {
+        d: [f"{CONTRACT}test_a_rerun_expanded_to_fewer_instances_retires_the_indexes_it_no_longer_has[{d}]",
+            f"{CONTRACT}test_a_task_no_longer_mapped_retires_its_mapped_parts_and_unknown_counts_retire_nothing[{d}]",
+            f"{CONTRACT}test_a_part_being_published_is_not_retired[{d}]",
+            f"{DAGTEST}test_a_rerun_with_fewer_mapped_instances_leaves_only_its_own_exports"] for d in ("s3", "azure")},
+     "the parts of the map indexes the run no longer has are retired, their files removed; a part being published is left to finish"),
     ("shared-key", "two DAGs land one key in one prefix", {
         d: [f"{CONTRACT}test_a_key_moves_to_the_task_that_landed_it_last[{d}]"] for d in ("s3", "azure")},
      "the key belongs to the later; the earlier DAG's re-run does not delete it"),
