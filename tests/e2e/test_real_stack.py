@@ -121,6 +121,7 @@ VENDOR_LABELS = {
 }
 
 
+@pytest.mark.timeout(600)  # five full page loads of the UI; on two loaded cores one can take a minute
 def test_add_connection_form_in_a_real_browser(stack: AirflowStack) -> None:
     """Headless Chromium on the real UI: each connection type is offered, shows its labelled standard
     fields, and its Extra Fields section shows every extra (its own and the common ones) with its
@@ -141,6 +142,7 @@ def test_add_connection_form_in_a_real_browser(stack: AirflowStack) -> None:
         )
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(90_000)  # the UI's first render under load; a missing element still fails
             for hook_name, labels in VENDOR_LABELS.items():
                 page.goto(f"{base}/connections", wait_until="networkidle")
                 page.get_by_role("button", name="Add Connection").click()
@@ -172,6 +174,10 @@ def test_add_connection_form_in_a_real_browser(stack: AirflowStack) -> None:
                     suggested = page.locator(f"#list_{name} option").evaluate_all("els => els.map(e => e.value)")
                     assert suggested == field["schema"]["examples"], f"{hook_name}: {name} suggests {suggested}"
                 page.screenshot(path=str(artefacts / f"connection-form-{hook_name.split(' ')[0].lower()}.png"), full_page=True)
+        except BaseException:
+            if browser.contexts and browser.contexts[0].pages:  # what the UI showed when it failed
+                browser.contexts[0].pages[0].screenshot(path=str(artefacts / "connection-form-failure.png"), full_page=True)
+            raise
         finally:
             browser.close()
 
