@@ -238,13 +238,17 @@ def c_reset(c: Cell) -> None:
 
     ranged = [byte_range(r) for r in c.downloads()[mark:] if byte_range(r).startswith("bytes=")]
     if c.proxy is not None:
-        # the Azure SDK reads bounded ranges and retries a broken one whole (the landing never sees it)
-        assert len(ranged) == len(set(ranged)) + 1, f"the broken range was read again: {ranged}"
+        # the Azure SDK reads bounded ranges and retries a broken one whole (the landing never sees it). Under
+        # load its retry can itself fail and the landing's resume reads the range once more: only the broken
+        # range is read again, and the file still lands once (check_landed_once above)
+        again = {rng for rng in ranged if ranged.count(rng) > 1}
+        assert len(again) == 1, f"exactly the broken range was read again: {ranged}"
+        assert len(c.downloads()) - mark == len(job["files"]) + ranged.count(next(iter(again))) - 1
         c.note = ("blobs read with the Azure SDK through a fault proxy in front of Azurite (tests/support/fault_matrix.py "
                   "BlobFaultProxy); the SDK retries the broken bounded range itself")
     else:
         assert ranged and all(not rng.startswith("bytes=0-") for rng in ranged), "the download resumed from a later byte"
-    assert len(c.downloads()) - mark == len(job["files"]) + 1, "one extra request: the resume"
+        assert len(c.downloads()) - mark == len(job["files"]) + 1, "one extra request: the resume"
 
 
 def c_slow(c: Cell) -> None:

@@ -58,7 +58,7 @@ CELLS: list[tuple[str, str, dict[str, list[str]], str]] = [
             f"{DAGTEST}test_rerun_of_a_landed_day_leaves_one_copy_of_the_new_export"] for d in ("s3", "azure")},
      "exactly one copy of the new export; an object this package did not write stays"),
     ("backfill", "backfill of a landed interval (real scheduler, REST API backfill)", {
-        d: ["tests/e2e/test_real_stack.py::test_backfill_of_a_landed_day_leaves_one_copy_of_the_new_export"] for d in ("s3",)},
+        d: ["tests/e2e/test_landing_backfill.py::test_backfill_of_a_landed_day_leaves_one_copy_of_the_new_export"] for d in ("s3",)},
      "Azure: the same manifest protocol; the re-run cell covers it"),
     ("half", "file 2 of 2 fails: nothing published; the retry lands it whole", {
         d: [f"{CONTRACT}test_failed_file_two_of_two_publishes_nothing_and_the_retry_lands_whole[{d}]",
